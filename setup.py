@@ -1,0 +1,46 @@
+"""Packaging for diffusers_impact.
+
+torch is deliberately a *range* (not a pin): install the torch build you want first
+(`pip install torch==2.13.0` for the CPU wheel), then this package; pip will not replace it.
+"""
+
+from setuptools import find_packages, setup
+
+RUNTIME_REQUIREMENTS = [
+    "torch>=2.1,<3",
+    "diffusers>=0.42.1,<0.43",
+    "transformers>=5.0,<6",
+    "accelerate>=1.0",
+    "safetensors>=0.4",
+    "huggingface-hub>=1.0",
+    "numpy>=1.24",
+    "scipy>=1.10",
+    "soundfile>=0.12",
+    "tqdm",
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "sentencepiece"],
+    "training": ["datasets>=3.0", "tensorboard", "matplotlib"],
+}
+EXTRAS["dev"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name="diffusers_impact",
+    version="0.1.0.dev0",
+    description="IMPACT text-to-audio (iterative mask-based parallel decoding with a diffusion head) for diffusers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    python_requires=">=3.10",
+    install_requires=RUNTIME_REQUIREMENTS,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["impact-generate=diffusers_impact.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,3 @@
+from .pipeline_impact import ImpactPipeline
+
+__all__ = ["ImpactPipeline"]

@@ -1,0 +1,592 @@
+# Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
+"""Text-to-audio generation with IMPACT: iterative mask-based parallel decoding of AudioLDM VAE latents."""
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import logging, replace_example_docstring
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTrainedTokenizerBase, SpeechT5HifiGan
+
+from ..models import ImpactDiffHead, ImpactTransformer
+from ..schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
+
+logger = logging.get_logger(__name__)
+
+OUTPUT_TYPES = ("np", "pt", "latent")
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import scipy.io.wavfile
+        >>> import torch
+        >>> from diffusers_impact import ImpactPipeline
+
+        >>> pipe = ImpactPipeline.from_pretrained("path/or/hub-id-of-an-impact-pipeline")
+        >>> audio = pipe(
+        ...     "a dog barking in the distance",
+        ...     num_inference_steps=32,
+        ...     guidance_scale=5.0,
+        ...     generator=torch.Generator().manual_seed(0),
+        ... ).audios[0]
+        >>> scipy.io.wavfile.write("dog.wav", rate=pipe.vocoder.config.sampling_rate, data=audio)
+        ```
+"""
+
+
+class ImpactPipeline(DiffusionPipeline):
+    r"""
+    Text-to-audio generation with IMPACT (Huang et al., ICML 2025): a transformer reads the text condition and the
+    latent tokens generated so far, and a small diffusion head samples the tokens chosen at each decoding iteration.
+    The latents are decoded by the AudioLDM VAE into a mel spectrogram and by HiFi-GAN into a waveform.
+
+    This model inherits from [`~diffusers.DiffusionPipeline`] (loading, saving, `to`, offloading, progress bars).
+
+    Args:
+        vae ([`~diffusers.AutoencoderKL`]): AudioLDM VAE between mel spectrograms and latents.
+        vocoder ([`~transformers.SpeechT5HifiGan`]): HiFi-GAN vocoder from mel spectrograms to waveforms.
+        text_encoder ([`~transformers.PreTrainedModel`]): Text encoder whose `last_hidden_state` is the text token
+            sequence (Flan-T5's [`~transformers.T5EncoderModel`] in the paper; any encoder works).
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): Tokenizer of `text_encoder`.
+        transformer ([`ImpactTransformer`]): The transformer-based latent encoder.
+        diff_head ([`ImpactDiffHead`]): The per-token diffusion head.
+        scheduler ([`ImpactMaskScheduler`]): Decoding schedule: positions per iteration and guidance schedule.
+        head_scheduler ([`ImpactDiffHeadScheduler`] or a diffusers scheduler): Sampler run by the diffusion head.
+        clap_text_encoder ([`~transformers.ClapTextModelWithProjection`], *optional*): Gives the pooled sentence
+            embedding; required when `transformer.config.pooled_text_embed_dim` is set.
+        clap_tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*): Tokenizer of `clap_text_encoder`.
+    """
+
+    model_cpu_offload_seq = "text_encoder->clap_text_encoder->transformer->diff_head->vae->vocoder"
+    _optional_components = ["clap_text_encoder", "clap_tokenizer"]
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        vocoder: SpeechT5HifiGan,
+        text_encoder: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        transformer: ImpactTransformer,
+        diff_head: ImpactDiffHead,
+        scheduler: ImpactMaskScheduler,
+        head_scheduler: SchedulerMixin,
+        clap_text_encoder: ClapTextModelWithProjection | None = None,
+        clap_tokenizer: PreTrainedTokenizerBase | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            vocoder=vocoder,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            transformer=transformer,
+            diff_head=diff_head,
+            scheduler=scheduler,
+            head_scheduler=head_scheduler,
+            clap_text_encoder=clap_text_encoder,
+            clap_tokenizer=clap_tokenizer,
+        )
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def seconds_per_latent_frame(self) -> float:
+        """Audio seconds covered by one VAE latent frame (AudioLDM: 4 mel frames of 10 ms)."""
+        vocoder_upsample_factor = math.prod(self.vocoder.config.upsample_rates) / self.vocoder.config.sampling_rate
+        return self.vae_scale_factor * vocoder_upsample_factor
+
+    @property
+    def max_audio_length_in_s(self) -> float:
+        """Length of the audio the model generates (10.24 s for AudioLDM latents with 256 frames)."""
+        return self.transformer.config.latent_length * self.seconds_per_latent_frame
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    # ------------------------------------------------------------------------------------------------ text condition
+    def _encode_text(self, prompt: list[str], device: torch.device):
+        """Token embeddings `(B, L, text_embed_dim)`, their mask `(B, L)` and the pooled CLAP embedding (or `None`)."""
+        max_length = self.transformer.config.max_text_length
+        text_inputs = self.tokenizer(prompt, padding="longest", max_length=max_length, truncation=True, return_tensors="pt")
+        untruncated_length = max(len(ids) for ids in self.tokenizer(prompt)["input_ids"])
+        if untruncated_length > max_length:
+            logger.warning(f"A prompt was truncated to the model's {max_length} text tokens.")
+        attention_mask = text_inputs.attention_mask.to(device)
+        prompt_embeds = self.text_encoder(text_inputs.input_ids.to(device), attention_mask=attention_mask)
+        prompt_embeds = prompt_embeds.last_hidden_state
+
+        pooled_prompt_embeds = None
+        if self.transformer.config.pooled_text_embed_dim:
+            clap_inputs = self.clap_tokenizer(prompt, padding=True, truncation=True, return_tensors="pt")
+            pooled_prompt_embeds = self.clap_text_encoder(
+                clap_inputs.input_ids.to(device), attention_mask=clap_inputs.attention_mask.to(device)
+            ).text_embeds
+            pooled_prompt_embeds = F.normalize(pooled_prompt_embeds, dim=-1)  # unit-norm CLAP embedding, as AudioLDM
+        return prompt_embeds, attention_mask.bool(), pooled_prompt_embeds
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        device: torch.device,
+        num_waveforms_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = True,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        pooled_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+        negative_pooled_prompt_embeds: torch.Tensor | None = None,
+    ):
+        r"""
+        Encode the prompt (and the negative prompt) into the transformer's text condition.
+
+        Without a negative prompt the unconditional branch of classifier-free guidance uses the model's learned null
+        condition, as in training; its embeddings are then returned as `None`.
+
+        Returns:
+            `tuple`: `(prompt_embeds, prompt_attention_mask, pooled_prompt_embeds, negative_prompt_embeds,
+            negative_prompt_attention_mask, negative_pooled_prompt_embeds)`, each repeated
+            `num_waveforms_per_prompt` times; pooled embeddings are `None` for a model without a pooled condition.
+        """
+        if prompt_embeds is None:
+            prompt = [prompt] if isinstance(prompt, str) else prompt
+            prompt_embeds, prompt_attention_mask, pooled_prompt_embeds = self._encode_text(prompt, device)
+        elif prompt_attention_mask is None:
+            prompt_attention_mask = torch.ones(prompt_embeds.shape[:2], dtype=torch.bool, device=device)
+
+        if do_classifier_free_guidance and negative_prompt_embeds is None and negative_prompt is not None:
+            batch_size = prompt_embeds.shape[0]
+            negative_prompt = [negative_prompt] * batch_size if isinstance(negative_prompt, str) else negative_prompt
+            negative_prompt_embeds, negative_prompt_attention_mask, negative_pooled_prompt_embeds = self._encode_text(
+                negative_prompt, device
+            )
+        elif negative_prompt_embeds is not None and negative_prompt_attention_mask is None:
+            negative_prompt_attention_mask = torch.ones(negative_prompt_embeds.shape[:2], dtype=torch.bool, device=device)
+        if not do_classifier_free_guidance:
+            negative_prompt_embeds = negative_prompt_attention_mask = negative_pooled_prompt_embeds = None
+
+        def repeat(tensor):
+            return None if tensor is None else tensor.to(device).repeat_interleave(num_waveforms_per_prompt, dim=0)
+
+        return tuple(
+            repeat(tensor)
+            for tensor in (
+                prompt_embeds,
+                prompt_attention_mask,
+                pooled_prompt_embeds,
+                negative_prompt_embeds,
+                negative_prompt_attention_mask,
+                negative_pooled_prompt_embeds,
+            )
+        )
+
+    def _prepare_condition(
+        self,
+        prompt_embeds,
+        prompt_attention_mask,
+        pooled_prompt_embeds,
+        negative_prompt_embeds,
+        negative_prompt_attention_mask,
+        negative_pooled_prompt_embeds,
+        do_classifier_free_guidance,
+    ) -> dict[str, torch.Tensor | None]:
+        """Transformer condition inputs for one batched forward: conditional rows first, then unconditional ones."""
+        dtype = self.transformer.dtype
+        condition = {
+            "encoder_hidden_states": prompt_embeds.to(dtype),
+            "encoder_attention_mask": prompt_attention_mask.bool(),
+            "pooled_projections": None if pooled_prompt_embeds is None else pooled_prompt_embeds.to(dtype),
+            "drop_condition": None,
+        }
+        if not do_classifier_free_guidance:
+            return condition
+        batch_size = prompt_embeds.shape[0]
+        if negative_prompt_embeds is None:  # learned null condition (App. A: ε_uncond "without the text condition")
+            condition = {name: None if value is None else torch.cat([value, value]) for name, value in condition.items()}
+            condition["drop_condition"] = torch.arange(2 * batch_size, device=prompt_embeds.device) >= batch_size
+            return condition
+        # Pad both sequences to one length; padding is masked out of attention, so the result does not change.
+        length = max(prompt_embeds.shape[1], negative_prompt_embeds.shape[1])
+
+        def pad(tensor):
+            return F.pad(tensor, (0, 0, 0, length - tensor.shape[1])) if tensor.ndim == 3 else F.pad(tensor, (0, length - tensor.shape[1]))
+
+        condition["encoder_hidden_states"] = torch.cat([pad(prompt_embeds), pad(negative_prompt_embeds)]).to(dtype)
+        condition["encoder_attention_mask"] = torch.cat([pad(prompt_attention_mask), pad(negative_prompt_attention_mask)]).bool()
+        if pooled_prompt_embeds is not None:
+            condition["pooled_projections"] = torch.cat([pooled_prompt_embeds, negative_pooled_prompt_embeds]).to(dtype)
+        return condition
+
+    # ----------------------------------------------------------------------------------------------- input checking
+    def check_inputs(
+        self,
+        prompt,
+        audio_length_in_s,
+        num_inference_steps,
+        num_diffusion_steps,
+        guidance_scale,
+        guidance_schedule,
+        temperature,
+        negative_prompt,
+        num_waveforms_per_prompt,
+        generator,
+        latents,
+        prompt_embeds,
+        prompt_attention_mask,
+        pooled_prompt_embeds,
+        negative_prompt_embeds,
+        negative_prompt_attention_mask,
+        negative_pooled_prompt_embeds,
+        output_type,
+        callback_on_step_end_tensor_inputs,
+    ):
+        if (prompt is None) == (prompt_embeds is None):
+            raise ValueError("Pass exactly one of `prompt` or `prompt_embeds`.")
+        if prompt is not None:
+            prompts = [prompt] if isinstance(prompt, str) else prompt
+            if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+                raise ValueError(f"`prompt` must be a string or a non-empty list of strings, got {prompt!r}.")
+            if any(not p.strip() for p in prompts):
+                raise ValueError("`prompt` contains an empty string; describe the sound to generate.")
+            batch_size = len(prompts)
+        else:
+            batch_size = self._check_embeds("prompt_embeds", prompt_embeds, prompt_attention_mask, pooled_prompt_embeds)
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError("Pass at most one of `negative_prompt` or `negative_prompt_embeds`.")
+        if negative_prompt is not None:
+            negatives = [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
+            if not isinstance(negatives, list) or not all(isinstance(p, str) for p in negatives):
+                raise ValueError(f"`negative_prompt` must be a string or a list of strings, got {negative_prompt!r}.")
+            if not isinstance(negative_prompt, str) and len(negatives) != batch_size:
+                raise ValueError(
+                    f"`negative_prompt` has {len(negatives)} entries but `prompt` has {batch_size}; they must match."
+                )
+        if negative_prompt_embeds is not None:
+            negative_batch = self._check_embeds(
+                "negative_prompt_embeds", negative_prompt_embeds, negative_prompt_attention_mask, negative_pooled_prompt_embeds
+            )
+            if negative_batch != batch_size:
+                raise ValueError(
+                    f"`negative_prompt_embeds` has batch size {negative_batch} but the prompts have {batch_size}."
+                )
+        if prompt is not None and self.transformer.config.pooled_text_embed_dim and self.clap_text_encoder is None:
+            raise ValueError(
+                "This transformer takes a pooled (CLAP) text embedding but the pipeline has no `clap_text_encoder`: "
+                "load one or pass `prompt_embeds` with `pooled_prompt_embeds`."
+            )
+        for name, value in (("num_inference_steps", num_inference_steps), ("num_diffusion_steps", num_diffusion_steps),
+                            ("num_waveforms_per_prompt", num_waveforms_per_prompt)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if not isinstance(guidance_scale, (int, float)) or guidance_scale < 1.0:
+            raise ValueError(f"`guidance_scale` must be ≥ 1.0 (1.0 disables guidance), got {guidance_scale!r}.")
+        if guidance_schedule is not None and guidance_schedule not in ("cosine", "linear", "constant"):
+            raise ValueError(f"`guidance_schedule` must be 'cosine', 'linear' or 'constant', got {guidance_schedule!r}.")
+        if not isinstance(temperature, (int, float)) or temperature < 0:
+            raise ValueError(f"`temperature` must be a non-negative number, got {temperature!r}.")
+        if temperature != 1.0 and "temperature" not in inspect.signature(self.head_scheduler.step).parameters:
+            raise ValueError(
+                f"`temperature` is not supported by {type(self.head_scheduler).__name__}; use ImpactDiffHeadScheduler "
+                "or temperature=1.0."
+            )
+        max_length = self.max_audio_length_in_s
+        if audio_length_in_s is not None and not (0 < audio_length_in_s <= max_length + 1e-9):
+            raise ValueError(
+                f"`audio_length_in_s` must be in (0, {max_length:.2f}] seconds for this model, got {audio_length_in_s!r}."
+            )
+        total = batch_size * num_waveforms_per_prompt
+        if isinstance(generator, list) and len(generator) != total:
+            raise ValueError(
+                f"`generator` is a list of {len(generator)} generators but {total} waveforms are requested "
+                f"({batch_size} prompts × num_waveforms_per_prompt={num_waveforms_per_prompt})."
+            )
+        if latents is not None:
+            expected = (total, self.transformer.config.latent_channels, self.transformer.config.latent_length,
+                        self.transformer.config.latent_width)
+            if tuple(latents.shape) != expected:
+                raise ValueError(f"`latents` must have shape {expected}, got {tuple(latents.shape)}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        unknown = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has {unknown}; allowed are {self._callback_tensor_inputs}."
+            )
+
+    def _check_embeds(self, name, embeds, attention_mask, pooled_embeds) -> int:
+        """Validate one set of precomputed text embeddings and return its batch size."""
+        config = self.transformer.config
+        if embeds.ndim != 3 or embeds.shape[-1] != config.text_embed_dim or embeds.shape[1] > config.max_text_length:
+            raise ValueError(
+                f"`{name}` must have shape (batch, ≤{config.max_text_length}, {config.text_embed_dim}), "
+                f"got {tuple(embeds.shape)}."
+            )
+        prefix = name.removesuffix("prompt_embeds")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(embeds.shape[:2]):
+            raise ValueError(
+                f"`{prefix}prompt_attention_mask` must have shape {tuple(embeds.shape[:2])}, got {tuple(attention_mask.shape)}."
+            )
+        expected_pooled = None if not config.pooled_text_embed_dim else (embeds.shape[0], config.pooled_text_embed_dim)
+        got_pooled = None if pooled_embeds is None else tuple(pooled_embeds.shape)
+        if got_pooled != expected_pooled:
+            raise ValueError(f"`{prefix}pooled_prompt_embeds` must have shape {expected_pooled}, got {got_pooled}.")
+        return embeds.shape[0]
+
+    # ------------------------------------------------------------------------------------------- latents and audio
+    def prepare_latents(self, batch_size, generator, device, latents=None) -> torch.Tensor:
+        """Initial Gaussian noise x_K of the diffusion head for every latent position, as VAE latents (float32)."""
+        config = self.transformer.config
+        shape = (batch_size, config.latent_channels, config.latent_length, config.latent_width)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        return latents.to(device=device, dtype=torch.float32) * self.head_scheduler.init_noise_sigma
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """VAE latents `(B, C, T, F)` → log-mel spectrograms `(B, 1, 4T, 4F)`."""
+        latents = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        return self.vae.decode(latents).sample
+
+    def mel_spectrogram_to_waveform(self, mel_spectrogram: torch.Tensor) -> torch.Tensor:
+        """Log-mel spectrograms `(B, 1, frames, mels)` → float32 waveforms `(B, samples)` on the CPU."""
+        if mel_spectrogram.dim() == 4:
+            mel_spectrogram = mel_spectrogram.squeeze(1)
+        waveform = self.vocoder(mel_spectrogram.to(self.vocoder.dtype))
+        return waveform.cpu().float()
+
+    def _head_takes_learned_variance(self) -> bool:
+        """Whether the head scheduler consumes MAR's learned-range variance (ours and DDPM `learned_range` do)."""
+        if not self.diff_head.config.learn_sigma:
+            return False
+        if isinstance(self.head_scheduler, ImpactDiffHeadScheduler):
+            return True
+        return isinstance(self.head_scheduler, DDPMScheduler) and self.head_scheduler.config.variance_type == "learned_range"
+
+    def _sample_tokens(self, hidden_states, noise, guidance_scale, num_diffusion_steps, step_kwargs) -> torch.Tensor:
+        """
+        Run the diffusion head's sampler (Eq. 3) on the tokens generated this iteration.
+
+        `hidden_states` is `(B, n, D)`, or `(2B, n, D)` with the unconditional rows second when guiding; `noise` is the
+        initial sample `(B, n, token_dim)`. Guidance (Eq. 4) acts on ε only; the variance comes from the conditional
+        branch (MAR). The state is kept in float32 and as `(B, n · token_dim)` so that per-sample generators apply.
+        """
+        batch_size, num_new_tokens, token_dim = noise.shape
+        do_guidance = hidden_states.shape[0] == 2 * batch_size
+        condition = hidden_states.reshape(-1, hidden_states.shape[-1]).to(self.diff_head.dtype)
+        takes_variance = self._head_takes_learned_variance()
+        self.head_scheduler.set_timesteps(num_diffusion_steps, device=noise.device)  # also resets multistep state
+        sample = noise.reshape(batch_size, num_new_tokens * token_dim)
+        for timestep in self.head_scheduler.timesteps:
+            model_input = self.head_scheduler.scale_model_input(sample, timestep).reshape(-1, token_dim)
+            if do_guidance:
+                model_input = torch.cat([model_input, model_input])
+            output = self.diff_head(model_input.to(self.diff_head.dtype), timestep, condition, return_dict=False)[0]
+            output = output.float()
+            epsilon, variance = output[:, :token_dim], output[:, token_dim:]
+            if do_guidance:  # Eq. 4: ε = ε_uncond + β(t) · (ε_cond − ε_uncond)
+                epsilon_cond, epsilon_uncond = epsilon.chunk(2)
+                epsilon = epsilon_uncond + guidance_scale * (epsilon_cond - epsilon_uncond)
+                variance = variance.chunk(2)[0]
+            model_output = epsilon.reshape(batch_size, -1)
+            if takes_variance:
+                model_output = torch.cat([model_output, variance.reshape(batch_size, -1)], dim=1)
+            sample = self.head_scheduler.step(model_output, timestep, sample, **step_kwargs).prev_sample
+        return sample.reshape(batch_size, num_new_tokens, token_dim)
+
+    # ------------------------------------------------------------------------------------------------------- call
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        audio_length_in_s: float | None = None,
+        num_inference_steps: int = 32,
+        num_diffusion_steps: int = 100,
+        guidance_scale: float = 5.0,
+        guidance_schedule: str | None = None,
+        temperature: float = 1.0,
+        negative_prompt: str | list[str] | None = None,
+        num_waveforms_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        pooled_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+        negative_pooled_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[Any, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+    ) -> AudioPipelineOutput | tuple:
+        r"""
+        Generate audio from text.
+
+        Args:
+            prompt (`str` or `list[str]`): What to generate. Pass `prompt_embeds` instead to skip text encoding.
+            audio_length_in_s (`float`, *optional*): Seconds of audio to return, at most the model's length (10.24 s
+                for AudioLDM latents); shorter lengths crop the generated audio. Defaults to the model's length.
+            num_inference_steps (`int`, defaults to 32): Decoding iterations T (paper §3.2; 64 in the paper's tables).
+            num_diffusion_steps (`int`, defaults to 100): Sampling steps of the diffusion head per iteration.
+            guidance_scale (`float`, defaults to 5.0): Maximum guidance scale β_max (App. A); 1.0 disables
+                classifier-free guidance and halves the work.
+            guidance_schedule (`str`, *optional*): `"cosine"` (paper), `"linear"` or `"constant"`; defaults to the
+                scheduler's configured schedule.
+            temperature (`float`, defaults to 1.0): Scales the noise injected at every head sampling step (MAR).
+            negative_prompt (`str` or `list[str]`, *optional*): Text for the unconditional branch of guidance instead
+                of the learned null condition.
+            num_waveforms_per_prompt (`int`, defaults to 1): Waveforms generated per prompt.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*): Source of all randomness (positions
+                and noise). With a list, waveform k depends only on generator k.
+            latents (`torch.Tensor`, *optional*): Pre-generated Gaussian noise of shape
+                `(batch · num_waveforms_per_prompt, latent_channels, latent_length, latent_width)`: the diffusion
+                head's starting sample at every latent position.
+            prompt_embeds (`torch.Tensor`, *optional*): Pre-computed text token embeddings `(batch, L, text_embed_dim)`.
+            prompt_attention_mask (`torch.Tensor`, *optional*): Their mask (1 = token, 0 = padding); default all ones.
+            pooled_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed pooled (CLAP) embeddings, for a model
+                with a pooled condition.
+            negative_prompt_embeds, negative_prompt_attention_mask, negative_pooled_prompt_embeds (*optional*):
+                The same for the negative prompt.
+            output_type (`str`, defaults to `"np"`): `"np"` or `"pt"` waveforms, or `"latent"` for the VAE latents.
+            return_dict (`bool`, defaults to `True`): Return an [`~diffusers.AudioPipelineOutput`] instead of a tuple.
+            callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`] or
+                [`~diffusers.callbacks.MultiPipelineCallbacks`], *optional*): Called after every decoding iteration as
+                `callback_on_step_end(self, step, timestep, callback_kwargs)`; may return replacements for
+                `callback_kwargs`.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): Tensors passed in
+                `callback_kwargs`: `"latents"` are the latents generated so far (zeros where still masked).
+
+        Examples:
+
+        Returns:
+            [`~diffusers.AudioPipelineOutput`] or `tuple`: waveforms of shape `(batch · num_waveforms_per_prompt,
+            samples)` at `vocoder.config.sampling_rate` (or latents for `output_type="latent"`).
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        self.check_inputs(
+            prompt,
+            audio_length_in_s,
+            num_inference_steps,
+            num_diffusion_steps,
+            guidance_scale,
+            guidance_schedule,
+            temperature,
+            negative_prompt,
+            num_waveforms_per_prompt,
+            generator,
+            latents,
+            prompt_embeds,
+            prompt_attention_mask,
+            pooled_prompt_embeds,
+            negative_prompt_embeds,
+            negative_prompt_attention_mask,
+            negative_pooled_prompt_embeds,
+            output_type,
+            callback_on_step_end_tensor_inputs,
+        )
+        self._guidance_scale = guidance_scale
+        self._interrupt = False
+        audio_length_in_s = audio_length_in_s or self.max_audio_length_in_s
+        device = self._execution_device
+        do_classifier_free_guidance = self.do_classifier_free_guidance
+
+        # 1. Text condition
+        embeds = self.encode_prompt(
+            prompt,
+            device,
+            num_waveforms_per_prompt,
+            do_classifier_free_guidance,
+            negative_prompt,
+            prompt_embeds,
+            prompt_attention_mask,
+            pooled_prompt_embeds,
+            negative_prompt_embeds,
+            negative_prompt_attention_mask,
+            negative_pooled_prompt_embeds,
+        )
+        condition = self._prepare_condition(*embeds, do_classifier_free_guidance)
+        batch_size = embeds[0].shape[0]
+
+        # 2. Decoding schedule, random orders (App. D.1) and the head's initial noise
+        self.scheduler.set_timesteps(num_inference_steps, self.transformer.num_tokens, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        noise_tokens = self.transformer.patchify(self.prepare_latents(batch_size, generator, device, latents))
+        orders = self.scheduler.sample_orders(batch_size, generator=generator, device=device)
+        tokens = torch.zeros_like(noise_tokens)
+        step_parameters = inspect.signature(self.head_scheduler.step).parameters
+        step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
+        if "temperature" in step_parameters:
+            step_kwargs["temperature"] = temperature
+        copies = 2 if do_classifier_free_guidance else 1
+
+        # 3. Iterative mask-based parallel decoding (§3.2)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                mask = self.scheduler.mask_before(i, orders)
+                # One transformer forward for the conditional and unconditional branches together.
+                hidden_states = self.transformer(
+                    tokens.to(self.transformer.dtype).repeat(copies, 1, 1),
+                    mask.repeat(copies, 1),
+                    **condition,
+                    return_dict=False,
+                )[0]
+                positions = self.scheduler.positions_to_predict(i, orders)
+                selected_hidden = torch.gather(
+                    hidden_states, 1, positions.repeat(copies, 1).unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1])
+                )
+                start_noise = torch.gather(noise_tokens, 1, positions.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+                step_guidance = self.scheduler.guidance_scale_at(i, self._guidance_scale, guidance_schedule)
+                new_tokens = self._sample_tokens(selected_hidden, start_noise, step_guidance, num_diffusion_steps, step_kwargs)
+                tokens = self.scheduler.step(new_tokens, t, tokens, orders).prev_sample
+
+                if callback_on_step_end is not None:
+                    callback_kwargs = {"latents": self.transformer.unpatchify(tokens)}
+                    callback_kwargs = {k: callback_kwargs[k] for k in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    if "latents" in callback_outputs:
+                        tokens = self.transformer.patchify(callback_outputs["latents"].float())
+                progress_bar.update()
+
+        # 4. Latents → mel spectrogram → waveform, cropped to the requested length
+        latents = self.transformer.unpatchify(tokens)
+        if output_type == "latent":
+            audio = latents
+        else:
+            audio = self.mel_spectrogram_to_waveform(self.decode_latents(latents))
+            audio = audio[:, : round(audio_length_in_s * self.vocoder.config.sampling_rate)]
+            if output_type == "np":
+                audio = audio.numpy()
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (audio,)
+        return AudioPipelineOutput(audios=audio)
+

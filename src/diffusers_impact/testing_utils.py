@@ -1,0 +1,133 @@
+"""Tiny randomly initialised IMPACT pipelines for tests and offline demos (no download needed)."""
+
+import torch
+from diffusers import AutoencoderKL
+from transformers import (
+    ClapTextConfig,
+    ClapTextModelWithProjection,
+    RobertaTokenizer,
+    SpeechT5HifiGan,
+    SpeechT5HifiGanConfig,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
+
+from .models import ImpactDiffHead, ImpactTransformer
+from .pipelines import ImpactPipeline
+from .schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
+
+_WORDS = "a an the dog cat bird rain wind car engine hammer bark ing meow s ed on in of and very long loud soft water".split()
+
+
+def tiny_t5_tokenizer() -> T5Tokenizer:
+    """A small Unigram T5 tokenizer built in code (unknown words map to `<unk>`)."""
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(f"▁{w}", -1.0) for w in _WORDS] + [(w, -2.0) for w in _WORDS]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)
+
+
+def tiny_clap_tokenizer() -> RobertaTokenizer:
+    """A small byte-level BPE (RoBERTa-style) tokenizer built in code, as CLAP's."""
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for word in _WORDS:
+        vocab.setdefault(word, len(vocab))
+        vocab.setdefault(f"Ġ{word}", len(vocab))
+    for char in "abcdefghijklmnopqrstuvwxyzĠ":
+        vocab.setdefault(char, len(vocab))
+    return RobertaTokenizer(vocab=vocab, merges=[])
+
+
+def tiny_impact_components(seed: int = 0, with_clap: bool = True, latent_length: int = 16) -> dict:
+    """
+    Components of a tiny IMPACT pipeline: 0.64 s of audio at 1.6 kHz from 16 × 4 latents (16 tokens of 32 values).
+
+    Args:
+        seed (`int`): Seed of the random weights.
+        with_clap (`bool`): Include the optional CLAP text encoder (pooled condition).
+        latent_length (`int`): Latent frames (multiple of 4); 16 gives 0.64 s.
+    """
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        latent_channels=8,
+        block_out_channels=[8, 8, 16],
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=64,
+    )
+    vocoder = SpeechT5HifiGan(
+        SpeechT5HifiGanConfig(
+            model_in_dim=16,
+            sampling_rate=1600,
+            upsample_initial_channel=16,
+            upsample_rates=[4, 4],
+            upsample_kernel_sizes=[8, 8],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1, 3]],
+            normalize_before=False,
+        )
+    )
+    text_encoder = T5EncoderModel(
+        T5Config(vocab_size=len(tiny_t5_tokenizer()), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    )
+    transformer = ImpactTransformer(
+        latent_channels=8,
+        latent_length=latent_length,
+        latent_width=4,
+        patch_size=2,
+        hidden_size=32,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        num_attention_heads=2,
+        text_embed_dim=16,
+        max_text_length=24,
+        pooled_text_embed_dim=8 if with_clap else None,
+    )
+    diff_head = ImpactDiffHead(in_channels=32, model_channels=32, condition_channels=32, num_res_blocks=2)
+    # A fresh head outputs exactly 0 (zero-initialised modulation and output); give those layers random weights so
+    # that the tiny pipeline's output depends on every component.
+    for name, parameter in diff_head.named_parameters():
+        if not parameter.any():
+            torch.nn.init.normal_(parameter, std=0.3)
+    components = {
+        "vae": vae,
+        "vocoder": vocoder,
+        "text_encoder": text_encoder,
+        "tokenizer": tiny_t5_tokenizer(),
+        "transformer": transformer,
+        "diff_head": diff_head,
+        "scheduler": ImpactMaskScheduler(),
+        "head_scheduler": ImpactDiffHeadScheduler(),
+        "clap_text_encoder": None,
+        "clap_tokenizer": None,
+    }
+    if with_clap:
+        clap_tokenizer = tiny_clap_tokenizer()
+        components["clap_text_encoder"] = ClapTextModelWithProjection(
+            ClapTextConfig(
+                vocab_size=len(clap_tokenizer),
+                hidden_size=16,
+                intermediate_size=32,
+                num_attention_heads=2,
+                num_hidden_layers=1,
+                projection_dim=8,
+                max_position_embeddings=80,
+                pad_token_id=1,
+                bos_token_id=0,
+                eos_token_id=2,
+            )
+        )
+        components["clap_tokenizer"] = clap_tokenizer
+    return components
+
+
+def tiny_impact_pipeline(seed: int = 0, with_clap: bool = True) -> ImpactPipeline:
+    """A tiny randomly initialised [`ImpactPipeline`] (for tests and offline smoke runs; it makes noise, not sound)."""
+    pipe = ImpactPipeline(**tiny_impact_components(seed=seed, with_clap=with_clap))
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+    return pipe
