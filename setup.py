@@ -34,6 +34,7 @@ setup(
     license="Apache-2.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
+    package_data={"diffusers_impact": ["model_card.md"]},
     python_requires=">=3.10",
     install_requires=RUNTIME_REQUIREMENTS,
     extras_require=EXTRAS,

@@ -34,7 +34,7 @@ def tiny_clap_tokenizer() -> RobertaTokenizer:
         vocab.setdefault(f"Ġ{word}", len(vocab))
     for char in "abcdefghijklmnopqrstuvwxyzĠ":
         vocab.setdefault(char, len(vocab))
-    return RobertaTokenizer(vocab=vocab, merges=[])
+    return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=64)
 
 
 def tiny_impact_components(seed: int = 0, with_clap: bool = True, latent_length: int = 16) -> dict:
@@ -68,6 +68,7 @@ def tiny_impact_components(seed: int = 0, with_clap: bool = True, latent_length:
             resblock_kernel_sizes=[3],
             resblock_dilation_sizes=[[1, 3]],
             normalize_before=False,
+            initializer_range=0.1,  # waveforms of order 0.1 (the real vocoder's 0.01 gives ~1e-5 at random init)
         )
     )
     text_encoder = T5EncoderModel(

@@ -3,7 +3,11 @@
 
 import inspect
 import math
+import os
+import string
+import tempfile
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 import torch
@@ -14,6 +18,8 @@ from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub import ModelCard, create_repo
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTrainedTokenizerBase, SpeechT5HifiGan
 
 from ..models import ImpactDiffHead, ImpactTransformer
@@ -127,6 +133,104 @@ class ImpactPipeline(DiffusionPipeline):
     def interrupt(self) -> bool:
         return self._interrupt
 
+    # ------------------------------------------------------------------------------------------ saving and the Hub
+    def create_model_card(
+        self,
+        repo_id: str | None = None,
+        license: str = "other",
+        training: str = "Not documented yet.",
+        limitations: str = "Not documented yet.",
+    ) -> ModelCard:
+        """
+        The model card of this pipeline, from the package's template `model_card.md` (`pipeline_tag: text-to-audio`,
+        usage with [`ImpactPipeline`], a table of the components).
+
+        Args:
+            repo_id (`str`, *optional*): Hub repository id used in the usage snippet.
+            license (`str`, defaults to `"other"`): Licence identifier for the metadata.
+            training (`str`): Markdown describing data and training recipe.
+            limitations (`str`): Markdown describing known limitations.
+        """
+        rows = []
+        for name, component in self.components.items():
+            if component is None:
+                continue
+            size = f"{sum(p.numel() for p in component.parameters()) / 1e6:.1f}M parameters" if isinstance(component, torch.nn.Module) else ""
+            rows.append(f"| `{name}` | `{type(component).__name__}` | {size} |")
+        template = resources.files("diffusers_impact").joinpath("model_card.md").read_text(encoding="utf-8")
+        text = string.Template(template).substitute(
+            license=license,
+            model_name=repo_id.split("/")[-1] if repo_id else "IMPACT text-to-audio pipeline",
+            repo_id=repo_id or "path/to/this/pipeline",
+            audio_length_in_s=f"{self.max_audio_length_in_s:.2f}",
+            sampling_rate=self.vocoder.config.sampling_rate,
+            components_table="\n".join(rows),
+            training=training,
+            limitations=limitations,
+        )
+        return ModelCard(text)
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ):
+        """
+        Save the pipeline like [`~diffusers.DiffusionPipeline.save_pretrained`], with a `README.md` model card (see
+        [`~ImpactPipeline.create_model_card`]) unless the folder already has one. With `push_to_hub=True` the folder
+        is uploaded (`repo_id`, `token`, `private`, `commit_message`, `create_pr` are read from `kwargs`); a model
+        card already on the Hub is kept.
+        """
+        super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size)
+        card_path = os.path.join(save_directory, "README.md")
+        if not push_to_hub:
+            if not os.path.exists(card_path):
+                self.create_model_card().save(card_path)
+            return None
+        token = kwargs.pop("token", None)
+        repo_id = kwargs.pop("repo_id", None) or os.path.basename(os.path.normpath(save_directory))
+        repo_id = create_repo(repo_id, private=kwargs.pop("private", None), token=token, exist_ok=True).repo_id
+        try:
+            card = ModelCard.load(repo_id, token=token)
+        except (EntryNotFoundError, RepositoryNotFoundError):
+            card = self.create_model_card(repo_id)
+        card.save(card_path)
+        return self._upload_folder(
+            save_directory,
+            repo_id,
+            token=token,
+            commit_message=kwargs.pop("commit_message", None),
+            create_pr=kwargs.pop("create_pr", False),
+        )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+    ):
+        """Upload the pipeline to the Hub repository `repo_id` with this package's model card (kept if one exists)."""
+        with tempfile.TemporaryDirectory() as save_directory:
+            return self.save_pretrained(
+                save_directory,
+                safe_serialization=safe_serialization,
+                variant=variant,
+                push_to_hub=True,
+                repo_id=repo_id,
+                commit_message=commit_message,
+                private=private,
+                token=token,
+                create_pr=create_pr,
+            )
+
     # ------------------------------------------------------------------------------------------------ text condition
     def _encode_text(self, prompt: list[str], device: torch.device):
         """Token embeddings `(B, L, text_embed_dim)`, their mask `(B, L)` and the pooled CLAP embedding (or `None`)."""
@@ -141,7 +245,9 @@ class ImpactPipeline(DiffusionPipeline):
 
         pooled_prompt_embeds = None
         if self.transformer.config.pooled_text_embed_dim:
-            clap_inputs = self.clap_tokenizer(prompt, padding=True, truncation=True, return_tensors="pt")
+            clap_inputs = self.clap_tokenizer(
+                prompt, padding=True, max_length=self.clap_tokenizer.model_max_length, truncation=True, return_tensors="pt"
+            )
             pooled_prompt_embeds = self.clap_text_encoder(
                 clap_inputs.input_ids.to(device), attention_mask=clap_inputs.attention_mask.to(device)
             ).text_embeds

@@ -104,6 +104,9 @@ class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
         for name, (value, supported) in unsupported.items():
             if value != supported:
                 raise ValueError(f"ImpactDiffHeadScheduler supports only {name}={supported!r}, got {value!r}.")
+        # These values are the noise schedule the head was trained with, not preferences: mark none of them as a
+        # default, so that `OtherScheduler.from_config(this.config)` carries all of them over.
+        self.register_to_config(_use_default_values=[])
         self.train_betas = _cosine_betas(num_train_timesteps)
         alphas_cumprod = np.cumprod(1.0 - self.train_betas)
         self.alphas_cumprod = torch.from_numpy(alphas_cumprod)

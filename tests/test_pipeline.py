@@ -1,0 +1,453 @@
+"""ImpactPipeline behaviour, following diffusers' PipelineTesterMixin conventions, on tiny offline components."""
+
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler
+from transformers import BertConfig, BertModel, BertTokenizer, SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+from diffusers_impact import ImpactDiffHead, ImpactPipeline, ImpactTransformer
+from diffusers_impact.configs import AUDIOLDM_VAE_CONFIG, AUDIOLDM_VOCODER_CONFIG
+from diffusers_impact.testing_utils import tiny_impact_components, tiny_impact_pipeline
+
+NUM_SAMPLES = 1024  # tiny pipeline: 16 latent frames × 4 × 160/10 ... = 0.64 s at 1600 Hz
+
+
+@pytest.fixture
+def pipe():
+    pipeline = tiny_impact_pipeline()
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def inputs(seed=0, **overrides):
+    arguments = {
+        "prompt": "a dog barking",
+        "num_inference_steps": 3,
+        "num_diffusion_steps": 5,
+        "guidance_scale": 3.0,
+        "generator": torch.Generator().manual_seed(seed),
+    }
+    arguments.update(overrides)
+    return arguments
+
+
+def max_difference(a, b) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
+
+
+# --------------------------------------------------------------------------------------------------- basic output
+def test_generates_finite_audio_of_the_model_length(pipe):
+    audio = pipe(**inputs()).audios
+    assert isinstance(audio, np.ndarray) and audio.dtype == np.float32
+    assert audio.shape == (1, NUM_SAMPLES)
+    assert pipe.max_audio_length_in_s == pytest.approx(0.64)
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 1e-3
+
+
+@pytest.mark.parametrize("seconds, samples", [(0.64, 1024), (0.3, 480), (0.01, 16), (0.123, 197)])
+def test_shorter_audio_is_cropped_to_the_exact_sample_count(pipe, seconds, samples):
+    full = pipe(**inputs()).audios
+    cropped = pipe(**inputs(audio_length_in_s=seconds)).audios
+    assert cropped.shape == (1, samples)
+    np.testing.assert_array_equal(cropped, full[:, :samples])
+
+
+def test_same_seed_same_audio_and_other_seed_other_audio(pipe):
+    first, second, other = (pipe(**inputs(seed)).audios for seed in (0, 0, 1))
+    np.testing.assert_array_equal(first, second)
+    assert max_difference(first, other) > 1e-3
+
+
+def test_batch_item_equals_single_call_with_its_generator(pipe):
+    """Item k of a batched call with a list of generators equals a single call with generator k."""
+    prompts = ["a dog barking", "rain and wind on a very long car engine " * 2]
+    batched = pipe(**inputs(prompt=prompts, generator=[torch.Generator().manual_seed(s) for s in (3, 4)]))
+    for k, seed in enumerate((3, 4)):
+        single = pipe(**inputs(prompt=prompts[k], generator=torch.Generator().manual_seed(seed)))
+        assert max_difference(batched.audios[k], single.audios[0]) < 1e-5
+
+
+def test_text_controls_the_output(pipe):
+    dog, rain = (pipe(**inputs(prompt=p, output_type="latent")).audios for p in ("a dog barking", "rain"))
+    assert (dog - rain).abs().max() > 1e-3
+
+
+def test_num_waveforms_per_prompt_shapes(pipe):
+    assert pipe(**inputs(num_waveforms_per_prompt=2)).audios.shape == (2, NUM_SAMPLES)
+    audio = pipe(**inputs(prompt=["a dog", "a cat"], num_waveforms_per_prompt=2)).audios
+    assert audio.shape == (4, NUM_SAMPLES)
+    assert max_difference(audio[0], audio[1]) > 1e-3  # waveforms of one prompt differ
+
+
+def test_dict_and_tuple_outputs_are_equivalent(pipe):
+    as_dict = pipe(**inputs()).audios
+    as_tuple = pipe(**inputs(), return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 1
+    np.testing.assert_array_equal(as_dict, as_tuple[0])
+
+
+def test_pt_and_latent_outputs(pipe):
+    audio_np = pipe(**inputs()).audios
+    audio_pt = pipe(**inputs(output_type="pt")).audios
+    latents = pipe(**inputs(output_type="latent")).audios
+    assert isinstance(audio_pt, torch.Tensor) and audio_pt.dtype == torch.float32
+    np.testing.assert_array_equal(audio_pt.numpy(), audio_np)
+    assert latents.shape == (1, 8, 16, 4)
+    with torch.no_grad():
+        decoded = pipe.mel_spectrogram_to_waveform(pipe.decode_latents(latents))
+    np.testing.assert_allclose(decoded.numpy(), audio_np, rtol=0, atol=1e-6)
+
+
+def test_more_decoding_iterations_than_tokens(pipe):
+    """T > N works: empty iterations are skipped (every one of the 16 tokens is generated once)."""
+    latents = pipe(**inputs(num_inference_steps=40, output_type="latent")).audios
+    assert pipe.num_timesteps == pipe.transformer.num_tokens == 16
+    assert (pipe.transformer.patchify(latents).abs().sum(-1) > 0).all()
+
+
+# ------------------------------------------------------------------------------------------------------- guidance
+def _count_rows(module):
+    rows = []
+    handle = module.register_forward_hook(lambda _module, args, _output: rows.append(args[0].shape[0]))
+    return rows, handle
+
+
+def test_guidance_batches_cond_and_uncond_and_guidance_one_halves_the_work(pipe):
+    for guidance, copies in ((3.0, 2), (1.0, 1)):
+        transformer_rows, transformer_hook = _count_rows(pipe.transformer)
+        head_rows, head_hook = _count_rows(pipe.diff_head)
+        pipe(**inputs(prompt=["a dog", "a cat"], guidance_scale=guidance, num_inference_steps=4, num_diffusion_steps=5))
+        transformer_hook.remove()
+        head_hook.remove()
+        # One transformer forward per iteration with cond and uncond rows together.
+        assert transformer_rows == [2 * copies] * 4
+        # The head runs only on the tokens generated in each iteration: N tokens × batch × copies × steps in all.
+        assert sum(head_rows) == 16 * 2 * copies * 5
+        assert len(head_rows) == 4 * 5
+
+
+def test_guidance_scale_changes_the_output_and_negative_prompt_replaces_null_condition(pipe):
+    unguided = pipe(**inputs(guidance_scale=1.0, output_type="latent")).audios
+    guided = pipe(**inputs(guidance_scale=4.0, output_type="latent")).audios
+    negative = pipe(**inputs(guidance_scale=4.0, negative_prompt="rain", output_type="latent")).audios
+    assert (unguided - guided).abs().max() > 1e-3
+    assert (negative - guided).abs().max() > 1e-3
+    for schedule in ("linear", "constant"):
+        other = pipe(**inputs(guidance_scale=4.0, guidance_schedule=schedule, output_type="latent")).audios
+        assert (other - guided).abs().max() > 1e-4
+
+
+def test_prompt_embeds_give_the_same_audio_as_prompts(pipe):
+    reference = pipe(**inputs(prompt=["a dog barking", "rain"], negative_prompt=["wind", "a car engine"])).audios
+    embeds = pipe.encode_prompt(["a dog barking", "rain"], torch.device("cpu"), 1, True, ["wind", "a car engine"])
+    names = [
+        "prompt_embeds",
+        "prompt_attention_mask",
+        "pooled_prompt_embeds",
+        "negative_prompt_embeds",
+        "negative_prompt_attention_mask",
+        "negative_pooled_prompt_embeds",
+    ]
+    from_embeds = pipe(**inputs(prompt=None, **dict(zip(names, embeds)))).audios
+    assert max_difference(reference, from_embeds) < 1e-6
+
+
+# ------------------------------------------------------------------------------------------------------ callbacks
+def test_callback_receives_latents_and_zeroing_them_zeroes_the_output(pipe):
+    seen = []
+
+    def zero_at_last_step(pipeline, step, timestep, callback_kwargs):
+        seen.append((step, callback_kwargs["latents"].shape))
+        if step == pipeline.num_timesteps - 1:
+            return {"latents": torch.zeros_like(callback_kwargs["latents"])}
+        return {}
+
+    latents = pipe(**inputs(output_type="latent", callback_on_step_end=zero_at_last_step)).audios
+    assert [step for step, _ in seen] == [0, 1, 2]
+    assert all(shape == (1, 8, 16, 4) for _, shape in seen)
+    assert torch.equal(latents, torch.zeros_like(latents))
+
+
+def test_callback_can_change_guidance_scale_each_step(pipe):
+    def increase_guidance(pipeline, step, timestep, callback_kwargs):
+        pipeline._guidance_scale += 1.0
+        return callback_kwargs
+
+    pipe(**inputs(guidance_scale=2.0, callback_on_step_end=increase_guidance))
+    assert pipe.guidance_scale == 2.0 + pipe.num_timesteps
+
+
+# --------------------------------------------------------------------------------------------- saving and loading
+def test_save_load_round_trip_is_bit_identical(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    model_index = json.loads((tmp_path / "model_index.json").read_text())
+    assert model_index["transformer"] == ["diffusers_impact", "ImpactTransformer"]
+    assert model_index["scheduler"] == ["diffusers_impact", "ImpactMaskScheduler"]
+    assert "pipeline_tag: text-to-audio" in (tmp_path / "README.md").read_text()
+    loaded = ImpactPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert set(loaded.components) == set(pipe.components)
+    np.testing.assert_array_equal(loaded(**inputs()).audios, pipe(**inputs()).audios)
+
+
+def test_optional_clap_components_save_as_null_and_reload_as_none(tmp_path):
+    pipe = tiny_impact_pipeline(with_clap=False)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.clap_text_encoder is None and pipe.clap_tokenizer is None
+    pipe.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "model_index.json").read_text())["clap_text_encoder"] == [None, None]
+    loaded = ImpactPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.clap_text_encoder is None and loaded.clap_tokenizer is None
+    np.testing.assert_array_equal(loaded(**inputs()).audios, pipe(**inputs()).audios)
+
+
+def test_a_transformer_with_pooled_condition_needs_the_clap_encoder(pipe):
+    pipe.clap_text_encoder = None
+    with pytest.raises(ValueError, match="clap_text_encoder"):
+        pipe(**inputs())
+
+
+def test_from_pretrained_through_the_hub_code_path(pipe, tmp_path):
+    """`ImpactPipeline.from_pretrained("user/repo")` via DiffusionPipeline.download, from an offline Hub cache."""
+    from huggingface_hub._tree_cache import TreeCacheEntry, write_tree_cache
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_folder = tmp_path / "home" / "hub" / "models--someuser--impact-tiny"
+    snapshot = repo_folder / "snapshots" / commit
+    pipe.save_pretrained(snapshot)
+    (repo_folder / "refs").mkdir()
+    (repo_folder / "refs" / "main").write_text(commit)
+    # The file listing an earlier online download caches: with it, diffusers checks every component library.
+    files = [p for p in snapshot.rglob("*") if p.is_file()]
+    entries = {str(p.relative_to(snapshot)): TreeCacheEntry(size=p.stat().st_size, blob_id="0" * 40) for p in files}
+    write_tree_cache(str(repo_folder), commit, entries)
+    np.save(tmp_path / "expected.npy", pipe(**inputs()).audios)
+
+    script = textwrap.dedent(f"""
+        import numpy as np
+        import torch
+        from diffusers_impact import ImpactPipeline
+        pipe = ImpactPipeline.from_pretrained("someuser/impact-tiny")
+        pipe.set_progress_bar_config(disable=True)
+        audio = pipe("a dog barking", num_inference_steps=3, num_diffusion_steps=5, guidance_scale=3.0,
+                     generator=torch.Generator().manual_seed(0)).audios
+        assert (audio == np.load({str(tmp_path / "expected.npy")!r})).all(), "different audio"
+        print("LOADED", type(pipe.transformer).__name__)
+    """)
+    env = dict(os.environ, HF_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1")
+    env.pop("HF_HUB_CACHE", None)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "LOADED ImpactTransformer" in result.stdout
+
+
+def test_push_to_hub_uploads_the_pipeline_with_our_model_card(pipe, monkeypatch, tmp_path):
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from diffusers_impact.pipelines import pipeline_impact
+
+    uploaded = {}
+
+    class Repo:
+        repo_id = "someuser/impact-tiny"
+
+    def fake_upload(self, folder, repo_id, **kwargs):
+        shutil.copytree(folder, tmp_path / "uploaded")
+        uploaded.update(repo_id=repo_id, **kwargs)
+        return "commit-url"
+
+    def no_card(*args, **kwargs):
+        raise EntryNotFoundError("no README.md on the Hub yet")
+
+    monkeypatch.setattr(pipeline_impact, "create_repo", lambda repo_id, **kwargs: Repo())
+    monkeypatch.setattr(pipeline_impact.ModelCard, "load", no_card)
+    monkeypatch.setattr(ImpactPipeline, "_upload_folder", fake_upload)
+    assert pipe.push_to_hub("impact-tiny", commit_message="tiny") == "commit-url"
+    assert uploaded["repo_id"] == "someuser/impact-tiny" and uploaded["commit_message"] == "tiny"
+    card = (tmp_path / "uploaded" / "README.md").read_text()
+    assert "pipeline_tag: text-to-audio" in card and "library_name: diffusers" in card
+    assert 'ImpactPipeline.from_pretrained("someuser/impact-tiny")' in card
+    assert "| `transformer` | `ImpactTransformer` |" in card
+    loaded = ImpactPipeline.from_pretrained(tmp_path / "uploaded")
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(loaded(**inputs()).audios, pipe(**inputs()).audios)
+
+
+# -------------------------------------------------------------------------------------------- dtypes, offload, misc
+def test_to_dtype_moves_every_component(pipe):
+    modules = {name: c for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
+    assert all(module.dtype == torch.float32 for module in modules.values())
+    pipe.to(dtype=torch.float16)
+    assert all(module.dtype == torch.float16 for module in modules.values())
+
+
+def test_bfloat16_generation_is_finite_and_close_to_float32(pipe):
+    reference = pipe(**inputs(output_type="latent")).audios
+    pipe.to(dtype=torch.bfloat16)
+    latents = pipe(**inputs(output_type="latent")).audios
+    assert latents.dtype == torch.float32 and torch.isfinite(latents).all()
+    assert (latents - reference).abs().max() < 0.1 * reference.abs().max()
+
+
+def test_cpu_offload_sequence_covers_every_module(pipe):
+    modules = {name for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
+    assert set(pipe.model_cpu_offload_seq.split("->")) == modules
+
+
+def test_call_signature_follows_diffusers_conventions():
+    parameters = inspect.signature(ImpactPipeline.__call__).parameters
+    for name in ("prompt", "negative_prompt", "audio_length_in_s", "num_inference_steps", "guidance_scale",
+                 "num_waveforms_per_prompt", "generator", "latents", "prompt_embeds", "negative_prompt_embeds",
+                 "output_type", "return_dict", "callback_on_step_end", "callback_on_step_end_tensor_inputs"):
+        assert name in parameters
+    assert parameters["num_inference_steps"].default == 32
+    assert parameters["num_diffusion_steps"].default == 100
+    assert parameters["guidance_scale"].default == 5.0
+
+
+def test_progress_bar_counts_decoding_iterations(capsys):
+    pipe = tiny_impact_pipeline()
+    pipe(**inputs(num_inference_steps=3))
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_given_latents_are_the_head_starting_noise(pipe):
+    generator = torch.Generator().manual_seed(5)
+    latents = torch.randn(1, 8, 16, 4, generator=generator)
+    first = pipe(**inputs(latents=latents, output_type="latent")).audios
+    second = pipe(**inputs(latents=latents, output_type="latent")).audios
+    other = pipe(**inputs(latents=latents * -1, output_type="latent")).audios
+    assert torch.equal(first, second)
+    assert (first - other).abs().max() > 1e-3
+
+
+def test_head_scheduler_can_be_swapped_for_a_diffusers_scheduler(pipe):
+    reference = pipe(**inputs(output_type="latent")).audios
+    pipe.head_scheduler = DDIMScheduler.from_config(pipe.head_scheduler.config)
+    assert pipe.head_scheduler.config.beta_schedule == "squaredcos_cap_v2" and not pipe.head_scheduler.config.clip_sample
+    ddim = pipe(**inputs(output_type="latent")).audios
+    assert torch.isfinite(ddim).all() and (ddim - reference).abs().max() > 1e-4
+    # DDIM with eta = 0 is deterministic: the same decoding orders and head noise give the same tokens.
+    torch.testing.assert_close(pipe(**inputs(output_type="latent")).audios, ddim, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="temperature"):
+        pipe(**inputs(temperature=0.5))
+
+
+def test_temperature_zero_removes_the_injected_noise(pipe):
+    first = pipe(**inputs(temperature=0.0, output_type="latent")).audios
+    second = pipe(**inputs(temperature=0.0, output_type="latent", generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(first, second.audios)
+    assert (first - pipe(**inputs(output_type="latent")).audios).abs().max() > 1e-4
+
+
+def test_any_transformers_encoder_with_last_hidden_state_works():
+    """A BERT-style encoder (e.g. MiniLM) instead of T5."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "dog", "barking", "rain"]
+    components = tiny_impact_components(with_clap=False)
+    components["tokenizer"] = BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+    components["text_encoder"] = BertModel(
+        BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).eval()
+    pipe = ImpactPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    dog, rain = (pipe(**inputs(prompt=p, output_type="latent")).audios for p in ("a dog barking", "rain"))
+    assert torch.isfinite(dog).all() and (dog - rain).abs().max() > 1e-3
+
+
+# ------------------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    "overrides, argument",
+    [
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": ["a dog", "  "]}, "prompt"),
+        ({"prompt": 3}, "prompt"),
+        ({"prompt": []}, "prompt"),
+        ({"prompt": None}, "prompt_embeds"),
+        ({"prompt_embeds": torch.zeros(1, 4, 16)}, "prompt_embeds"),
+        ({"prompt": ["a dog", "a cat"], "negative_prompt": ["rain"]}, "negative_prompt"),
+        ({"negative_prompt": 5}, "negative_prompt"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"num_inference_steps": 2.5}, "num_inference_steps"),
+        ({"num_diffusion_steps": -1}, "num_diffusion_steps"),
+        ({"num_waveforms_per_prompt": 0}, "num_waveforms_per_prompt"),
+        ({"guidance_scale": 0.5}, "guidance_scale"),
+        ({"guidance_schedule": "exponential"}, "guidance_schedule"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"audio_length_in_s": 0.0}, "audio_length_in_s"),
+        ({"audio_length_in_s": -1.0}, "audio_length_in_s"),
+        ({"audio_length_in_s": 0.65}, "audio_length_in_s"),
+        ({"generator": [torch.Generator(), torch.Generator()]}, "generator"),
+        ({"latents": torch.zeros(1, 8, 12, 4)}, "latents"),
+        ({"output_type": "pil"}, "output_type"),
+        ({"callback_on_step_end_tensor_inputs": ["mask"]}, "callback_on_step_end_tensor_inputs"),
+    ],
+)
+def test_bad_input_raises_a_value_error_naming_the_argument(pipe, overrides, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        pipe(**inputs(**overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides, argument",
+    [
+        ({"prompt_embeds": torch.zeros(2, 4, 15), "pooled_prompt_embeds": torch.zeros(2, 8)}, "prompt_embeds"),
+        ({"prompt_embeds": torch.zeros(2, 30, 16), "pooled_prompt_embeds": torch.zeros(2, 8)}, "prompt_embeds"),
+        ({"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 7)}, "pooled_prompt_embeds"),
+        ({"prompt_embeds": torch.zeros(2, 4, 16)}, "pooled_prompt_embeds"),
+        (
+            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8),
+             "prompt_attention_mask": torch.ones(2, 5)},
+            "prompt_attention_mask",
+        ),
+        (
+            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8),
+             "negative_prompt_embeds": torch.zeros(3, 4, 16), "negative_pooled_prompt_embeds": torch.zeros(3, 8)},
+            "negative_prompt_embeds",
+        ),
+        (
+            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8),
+             "negative_prompt_embeds": torch.zeros(2, 4, 16)},
+            "negative_pooled_prompt_embeds",
+        ),
+        (
+            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8), "negative_prompt": "x",
+             "negative_prompt_embeds": torch.zeros(2, 4, 16), "negative_pooled_prompt_embeds": torch.zeros(2, 8)},
+            "negative_prompt",
+        ),
+    ],
+)
+def test_mismatched_embeddings_raise_a_value_error_naming_the_argument(pipe, overrides, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        pipe(**inputs(prompt=None, **overrides))
+
+
+# ------------------------------------------------------------------------------------------ real-size compatibility
+def test_real_size_audioldm_vae_and_vocoder_give_163840_samples_for_10_24_s():
+    """cvssp/audioldm-s-full-v2 VAE and vocoder architectures (random weights): 10.24 s → exactly 163,840 samples."""
+    torch.manual_seed(0)
+    components = tiny_impact_components(latent_length=256)
+    components["vae"] = AutoencoderKL(**AUDIOLDM_VAE_CONFIG).eval()
+    components["vocoder"] = SpeechT5HifiGan(SpeechT5HifiGanConfig(**AUDIOLDM_VOCODER_CONFIG)).eval()
+    # A narrow transformer over the real token grid: (8, 256, 16) latents, patch 4 → 256 tokens of 128 values.
+    components["transformer"] = ImpactTransformer(
+        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2, text_embed_dim=16,
+        max_text_length=24, pooled_text_embed_dim=8,
+    ).eval()
+    components["diff_head"] = ImpactDiffHead(in_channels=128, model_channels=32, condition_channels=32, num_res_blocks=1)
+    pipe = ImpactPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.transformer.num_tokens == 256
+    assert pipe.max_audio_length_in_s == pytest.approx(10.24)
+    audio = pipe("a dog barking", num_inference_steps=2, num_diffusion_steps=2, guidance_scale=1.0).audios
+    assert audio.shape == (1, 163840)
+    assert np.isfinite(audio).all()
