@@ -20,7 +20,7 @@ RUNTIME_REQUIREMENTS = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "sentencepiece"],
+    "test": ["pytest>=8"],
     "training": ["datasets>=3.0", "tensorboard", "matplotlib"],
 }
 EXTRAS["dev"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

@@ -261,3 +261,17 @@ def test_head_matches_a_reference_of_mar_simple_mlp_adaln():
     torch.testing.assert_close(head(x, t, c).sample, expected, rtol=1e-5, atol=1e-5)
     # A scalar timestep is broadcast to every token.
     torch.testing.assert_close(head(x, 7, c).sample, head(x, torch.full((5,), 7), c).sample, rtol=0, atol=1e-6)
+
+
+def test_left_padding_values_do_not_change_the_output():
+    """Padding may sit on either side of the text: only the key mask decides which tokens count."""
+    model = small_transformer(pooled=False)
+    tokens = torch.randn(2, model.num_tokens, 128)
+    mask = random_mask(2, model.num_tokens, num_masked=6)
+    text, attention_mask = torch.randn(2, 3, TEXT_DIM), torch.tensor([[0, 0, 1, 1, 1]] * 2)
+    with torch.no_grad():
+        outputs = [
+            model(tokens, mask, encoder_hidden_states=torch.cat([pad, text], 1), encoder_attention_mask=attention_mask).sample
+            for pad in (torch.zeros(2, 2, TEXT_DIM), torch.randn(2, 2, TEXT_DIM) * 50)
+        ]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-5)

@@ -151,8 +151,9 @@ class ImpactDiffHead(ModelMixin, ConfigMixin):
             condition (`torch.Tensor` of shape `(num_tokens, condition_channels)`): Transformer hidden vectors h_i.
             return_dict (`bool`, defaults to `True`): Return an [`ImpactDiffHeadOutput`] instead of a tuple.
         """
-        timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1)
-        # A shared timestep is embedded once and broadcast over all tokens.
+        # One embedding row per token, also for a shared timestep: MAR does so, and embedding a single row then
+        # broadcasting rounds differently (~4e-7), which the first sampling step amplifies by 1/√ᾱ ≈ 2e4.
+        timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
         adaln_condition = self.time_embed(timestep) + self.cond_embed(condition)
         hidden_states = self.input_proj(sample)
         for block in self.res_blocks:

@@ -230,7 +230,7 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
         num_visible = int(num_visible_per_sample[0])
         if not bool((num_visible_per_sample == num_visible).all()):
             raise ValueError("Every sample of the batch must mask the same number of tokens.")
-        condition = self._check_and_embed_condition(
+        condition = self._embed_condition(
             encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition, batch_size
         )
         condition_tokens, condition_slots, condition_key_mask, first_slot = condition
@@ -272,7 +272,8 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
             return (output,)
         return ImpactTransformerOutput(sample=output)
 
-    def _check_and_embed_condition(self, encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition, batch_size):
+    def _embed_condition(self, encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition, batch_size):
+        """Validate the condition inputs; return its tokens, position slots, key mask (or `None`) and first slots."""
         device = self.null_condition.device
         if encoder_hidden_states is None:
             if pooled_projections is not None:
@@ -323,7 +324,7 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
         drop_rows = drop.view(batch_size, 1, 1)
         first_token = torch.where(drop_rows, self.null_condition.to(tokens.dtype).expand(batch_size, 1, -1), tokens[:, :1])
         tokens = torch.cat([first_token, tokens[:, 1:]], dim=1)
-        key_mask = torch.cat([torch.ones_like(key_mask[:, :1]), key_mask[:, 1:] & ~drop.view(batch_size, 1)], dim=1)
+        key_mask = torch.cat([key_mask[:, :1] | drop.view(batch_size, 1), key_mask[:, 1:] & ~drop.view(batch_size, 1)], dim=1)
         first_slot = torch.where(drop, torch.zeros_like(drop, dtype=torch.long), slots[0].expand(batch_size))
         return tokens, slots, key_mask, first_slot
 
