@@ -192,9 +192,11 @@ class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.LongTensor) -> torch.Tensor:
         """Forward process x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε on the full training schedule (one timestep per row)."""
-        alphas_cumprod = self.alphas_cumprod.to(device=original_samples.device)[timesteps].to(original_samples.dtype)
-        alphas_cumprod = alphas_cumprod.view(-1, *([1] * (original_samples.ndim - 1)))
-        return alphas_cumprod.sqrt() * original_samples + (1 - alphas_cumprod).sqrt() * noise
+        # Both coefficients in float64 before the cast: √(1 − ᾱ) near t = 0 loses its digits in float32 (as in MAR).
+        alphas_cumprod = self.alphas_cumprod[timesteps.cpu()].view(-1, *([1] * (original_samples.ndim - 1)))
+        signal_scale = alphas_cumprod.sqrt().to(original_samples.device, original_samples.dtype)
+        noise_scale = (1 - alphas_cumprod).sqrt().to(original_samples.device, original_samples.dtype)
+        return signal_scale * original_samples + noise_scale * noise
 
     def __len__(self):
         return self.config.num_train_timesteps
