@@ -69,6 +69,19 @@ class ImpactPipeline(DiffusionPipeline):
         clap_text_encoder ([`~transformers.ClapTextModelWithProjection`], *optional*): Gives the pooled sentence
             embedding; required when `transformer.config.pooled_text_embed_dim` is set.
         clap_tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*): Tokenizer of `clap_text_encoder`.
+
+    Example (a tiny untrained pipeline, runnable offline; use `ImpactPipeline.from_pretrained(...)` for a real one):
+
+    ```py
+    >>> import torch
+    >>> from diffusers_impact.testing_utils import tiny_impact_pipeline
+
+    >>> pipe = tiny_impact_pipeline()
+    >>> pipe.set_progress_bar_config(disable=True)
+    >>> audio = pipe("a dog barking", num_inference_steps=4, generator=torch.Generator().manual_seed(0)).audios
+    >>> audio.shape  # 0.64 s at 1.6 kHz for the tiny pipeline; 163840 samples (10.24 s at 16 kHz) for AudioLDM
+    (1, 1024)
+    ```
     """
 
     model_cpu_offload_seq = "text_encoder->clap_text_encoder->transformer->diff_head->vae->vocoder"
