@@ -18,7 +18,7 @@ from diffusers_impact import ImpactDiffHead, ImpactPipeline, ImpactTransformer
 from diffusers_impact.configs import AUDIOLDM_VAE_CONFIG, AUDIOLDM_VOCODER_CONFIG
 from diffusers_impact.testing_utils import tiny_impact_components, tiny_impact_pipeline
 
-NUM_SAMPLES = 1024  # tiny pipeline: 16 latent frames × 4 × 160/10 ... = 0.64 s at 1600 Hz
+NUM_SAMPLES = 1024  # tiny pipeline: 16 latent frames × 4 mel frames × 16 samples = 0.64 s at 1600 Hz
 
 
 @pytest.fixture
@@ -212,9 +212,13 @@ def test_optional_clap_components_save_as_null_and_reload_as_none(tmp_path):
 
 
 def test_a_transformer_with_pooled_condition_needs_the_clap_encoder(pipe):
+    embeds = pipe.encode_prompt("a dog", torch.device("cpu"), do_classifier_free_guidance=False)
     pipe.clap_text_encoder = None
     with pytest.raises(ValueError, match="clap_text_encoder"):
         pipe(**inputs())
+    with pytest.raises(ValueError, match="clap_text_encoder"):
+        pipe(**inputs(prompt=None, prompt_embeds=embeds[0], pooled_prompt_embeds=embeds[2], negative_prompt="rain"))
+    assert pipe(**inputs(prompt=None, prompt_embeds=embeds[0], pooled_prompt_embeds=embeds[2])).audios.shape == (1, NUM_SAMPLES)
 
 
 def test_from_pretrained_through_the_hub_code_path(pipe, tmp_path):

@@ -413,7 +413,8 @@ class ImpactPipeline(DiffusionPipeline):
                 raise ValueError(
                     f"`negative_prompt_embeds` has batch size {negative_batch} but the prompts have {batch_size}."
                 )
-        if prompt is not None and self.transformer.config.pooled_text_embed_dim and self.clap_text_encoder is None:
+        needs_text_encoding = prompt is not None or negative_prompt is not None
+        if needs_text_encoding and self.transformer.config.pooled_text_embed_dim and self.clap_text_encoder is None:
             raise ValueError(
                 "This transformer takes a pooled (CLAP) text embedding but the pipeline has no `clap_text_encoder`: "
                 "load one or pass `prompt_embeds` with `pooled_prompt_embeds`."
