@@ -11,6 +11,9 @@ MODULES = [
     "diffusers_impact.schedulers.scheduling_impact_mask",
     "diffusers_impact.schedulers.scheduling_impact_diff_head",
     "diffusers_impact.pipelines.pipeline_impact",
+    "diffusers_impact.convert_mar",
+    "diffusers_impact.training_utils",
+    "diffusers_impact.visualization",
 ]
 
 

@@ -195,8 +195,8 @@ class ImpactPipeline(DiffusionPipeline):
         """
         Save the pipeline like [`~diffusers.DiffusionPipeline.save_pretrained`], with a `README.md` model card (see
         [`~ImpactPipeline.create_model_card`]) unless the folder already has one. With `push_to_hub=True` the folder
-        is uploaded (`repo_id`, `token`, `private`, `commit_message`, `create_pr` are read from `kwargs`); a model
-        card already on the Hub is kept.
+        is uploaded (`repo_id`, `token`, `private`, `commit_message`, `create_pr` and `model_card` are read from
+        `kwargs`); a model card already on the Hub is kept, else `model_card` or a new one is used.
         """
         super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size)
         card_path = os.path.join(save_directory, "README.md")
@@ -210,7 +210,7 @@ class ImpactPipeline(DiffusionPipeline):
         try:
             card = ModelCard.load(repo_id, token=token)
         except (EntryNotFoundError, RepositoryNotFoundError):
-            card = self.create_model_card(repo_id)
+            card = kwargs.pop("model_card", None) or self.create_model_card(repo_id)
         card.save(card_path)
         return self._upload_folder(
             save_directory,
@@ -229,8 +229,12 @@ class ImpactPipeline(DiffusionPipeline):
         create_pr: bool = False,
         safe_serialization: bool = True,
         variant: str | None = None,
+        model_card: ModelCard | None = None,
     ):
-        """Upload the pipeline to the Hub repository `repo_id` with this package's model card (kept if one exists)."""
+        """
+        Upload the pipeline to the Hub repository `repo_id`. A model card already on the Hub is kept; otherwise
+        `model_card` is uploaded, or [`~ImpactPipeline.create_model_card`]'s when none is given.
+        """
         with tempfile.TemporaryDirectory() as save_directory:
             return self.save_pretrained(
                 save_directory,
@@ -242,6 +246,7 @@ class ImpactPipeline(DiffusionPipeline):
                 private=private,
                 token=token,
                 create_pr=create_pr,
+                model_card=model_card,
             )
 
     # ------------------------------------------------------------------------------------------------ text condition

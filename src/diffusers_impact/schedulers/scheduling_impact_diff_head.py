@@ -141,9 +141,59 @@ class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
             "log_betas": np.log(betas),
             "posterior_log_variance_clipped": np.log(np.maximum(clipped, 1e-20)),
         }
-        self._step_index_of = {timestep: index for index, timestep in enumerate(kept)}
+        self._kept_timesteps = torch.tensor(kept, dtype=torch.long)
         self.num_inference_steps = len(kept)
         self.timesteps = torch.tensor(kept[::-1], dtype=torch.long, device=device)
+
+    def _coefficient(self, name: str, timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Table `name` at `timesteps` (a scalar or one per row of `like`), cast to `like`'s dtype as MAR does."""
+        timesteps = torch.as_tensor(timesteps).reshape(-1).cpu()
+        step_indices = torch.searchsorted(self._kept_timesteps, timesteps)
+        if not bool((self._kept_timesteps[step_indices.clamp(max=len(self._kept_timesteps) - 1)] == timesteps).all()):
+            raise ValueError(f"Timesteps {timesteps.tolist()} are not all in this scheduler's timesteps.")
+        values = torch.from_numpy(self._step_tables[name])[step_indices]
+        return values.to(like.device, like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+    def p_mean_variance(
+        self, model_output: torch.Tensor, sample: torch.Tensor, timesteps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        The model's reverse distribution p(x_{t−1} | x_t) (MAR's `p_mean_variance`, clip_denoised=False).
+
+        Args:
+            model_output (`torch.Tensor`): ε, or ε followed by the learned-range value v along dim 1.
+            sample (`torch.Tensor`): x_t, shape `(batch, channels, ...)`.
+            timesteps (`torch.Tensor`): Kept timesteps, a scalar or one per row.
+
+        Returns:
+            `(pred_original_sample, mean, log_variance)`. With v the log-variance interpolates between log β_t and the
+            clipped log posterior variance log β̃_t (learned range, Nichol & Dhariwal); without, it is log β̃_t.
+        """
+        def coefficient(name):
+            return self._coefficient(name, timesteps, sample)
+
+        if model_output.shape[1] == 2 * sample.shape[1]:
+            epsilon, variance_value = model_output.split(sample.shape[1], dim=1)
+        else:
+            epsilon, variance_value = model_output, None
+        pred_original_sample = coefficient("sqrt_recip_alphas_cumprod") * sample - coefficient("sqrt_recipm1_alphas_cumprod") * epsilon
+        mean, posterior_log_variance = self.q_posterior_mean_variance(pred_original_sample, sample, timesteps)
+        if variance_value is None:
+            log_variance = posterior_log_variance.expand_as(sample)
+        else:
+            fraction = (variance_value + 1) / 2
+            log_variance = fraction * coefficient("log_betas") + (1 - fraction) * posterior_log_variance
+        return pred_original_sample, mean, log_variance
+
+    def q_posterior_mean_variance(
+        self, original_sample: torch.Tensor, sample: torch.Tensor, timesteps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and clipped log-variance of the forward-process posterior q(x_{t−1} | x_t, x_0)."""
+        mean = (
+            self._coefficient("posterior_mean_coef1", timesteps, sample) * original_sample
+            + self._coefficient("posterior_mean_coef2", timesteps, sample) * sample
+        )
+        return mean, self._coefficient("posterior_log_variance_clipped", timesteps, sample)
 
     def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
         """Identity: ancestral DDPM sampling needs no input scaling (kept for scheduler interchangeability)."""
@@ -170,20 +220,8 @@ class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
             temperature (`float`, defaults to 1.0): Multiplies the injected noise.
             return_dict (`bool`, defaults to `True`): Return an [`ImpactDiffHeadSchedulerOutput`] instead of a tuple.
         """
-        index = self._step_index_of[int(timestep)]
-        tables = {name: float(values[index]) for name, values in self._step_tables.items()}
-        if model_output.shape[1] == 2 * sample.shape[1]:
-            epsilon, variance_value = model_output.split(sample.shape[1], dim=1)
-        else:
-            epsilon, variance_value = model_output, None
-        pred_original_sample = tables["sqrt_recip_alphas_cumprod"] * sample - tables["sqrt_recipm1_alphas_cumprod"] * epsilon
-        prev_sample = tables["posterior_mean_coef1"] * pred_original_sample + tables["posterior_mean_coef2"] * sample
-        if index > 0:
-            if variance_value is None:
-                log_variance = torch.full_like(sample, tables["posterior_log_variance_clipped"])
-            else:  # learned range: interpolate between log β' and log β̃' (Nichol & Dhariwal)
-                fraction = (variance_value + 1) / 2
-                log_variance = fraction * tables["log_betas"] + (1 - fraction) * tables["posterior_log_variance_clipped"]
+        pred_original_sample, prev_sample, log_variance = self.p_mean_variance(model_output, sample, timestep)
+        if int(timestep) != int(self._kept_timesteps[0]):  # no noise at the last step
             noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
             prev_sample = prev_sample + torch.exp(0.5 * log_variance) * noise * temperature
         if not return_dict:

@@ -13,10 +13,21 @@ from diffusers.utils.torch_utils import randn_tensor
 GUIDANCE_SCHEDULES = ("cosine", "linear", "constant")
 
 
-def _mask_first(orders: torch.LongTensor, count: int) -> torch.BoolTensor:
-    """`True` at the first `count` positions of each sample's order (the positions still masked)."""
+def random_orders(
+    batch_size: int,
+    num_tokens: int,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    device: str | torch.device | None = None,
+) -> torch.LongTensor:
+    """One uniformly random order of the `num_tokens` positions per sample (a list of generators: one per sample)."""
+    keys = randn_tensor((batch_size, num_tokens), generator=generator, device=torch.device(device or "cpu"))
+    return torch.argsort(keys, dim=1).to(device)
+
+
+def mask_from_orders(orders: torch.LongTensor, num_masked: int) -> torch.BoolTensor:
+    """`True` at the first `num_masked` positions of each sample's order (the positions that are masked)."""
     mask = torch.zeros(orders.shape, dtype=torch.bool, device=orders.device)
-    return mask.scatter_(1, orders[:, :count], True)
+    return mask.scatter_(1, orders[:, :num_masked], True)
 
 
 @dataclass
@@ -142,8 +153,7 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
         One uniformly random order of the N positions per sample (App. D.1), drawn from `generator` (a list gives
         every sample its own generator).
         """
-        keys = randn_tensor((batch_size, self.num_tokens), generator=generator, device=torch.device(device or "cpu"))
-        return torch.argsort(keys, dim=1).to(device)
+        return random_orders(batch_size, self.num_tokens, generator=generator, device=device)
 
     def positions_to_predict(self, step_index: int, orders: torch.LongTensor) -> torch.LongTensor:
         """Positions `(batch_size, n)` generated at the `step_index`-th iteration: the tail of the still-masked part."""
@@ -151,7 +161,7 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
 
     def mask_before(self, step_index: int, orders: torch.LongTensor) -> torch.BoolTensor:
         """`True` at the positions still masked before the `step_index`-th iteration."""
-        return _mask_first(orders, self.num_masked_before[step_index])
+        return mask_from_orders(orders, self.num_masked_before[step_index])
 
     def step(
         self,
@@ -178,7 +188,7 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"Expected {tuple(positions.shape)} generated tokens, got {tuple(model_output.shape[:2])}.")
         index = positions.unsqueeze(-1).expand(-1, -1, sample.shape[-1])
         prev_sample = sample.scatter(1, index, model_output.to(sample.dtype))
-        mask = _mask_first(orders, self.num_masked_after[step_index])
+        mask = mask_from_orders(orders, self.num_masked_after[step_index])
         if not return_dict:
             return (prev_sample, mask)
         return ImpactMaskSchedulerOutput(prev_sample=prev_sample, mask=mask)

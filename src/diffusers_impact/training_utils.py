@@ -1,0 +1,163 @@
+# Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
+"""IMPACT's training objective (paper §3.1, Eq. 2) with MAR's masking and hybrid diffusion loss (mar.md §4–§5)."""
+
+import math
+
+import scipy.stats
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from .schedulers import ImpactDiffHeadScheduler, mask_from_orders, random_orders
+
+_LOG_2 = math.log(2.0)
+
+
+def sample_mask_ratio(generator: torch.Generator, min_mask_ratio: float = 0.7) -> float:
+    """
+    One mask ratio per batch from N(1, 0.25²) truncated to [`min_mask_ratio`, 1] (MAR; the paper's q = 0.7, §4.2).
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from diffusers_impact.training_utils import sample_mask_ratio
+
+    >>> ratios = [sample_mask_ratio(torch.Generator().manual_seed(seed)) for seed in range(1000)]
+    >>> 0.7 <= min(ratios) and max(ratios) <= 1.0, round(sum(ratios) / len(ratios), 2)  # mean 0.867
+    (True, 0.87)
+    ```
+    """
+    if not 0.0 < min_mask_ratio <= 1.0:
+        raise ValueError(f"`min_mask_ratio` must be in (0, 1], got {min_mask_ratio}.")
+    uniform = torch.rand((), generator=generator, dtype=torch.float64).item()
+    lower = (min_mask_ratio - 1.0) / 0.25
+    return float(scipy.stats.truncnorm.ppf(uniform, lower, 0.0, loc=1.0, scale=0.25))
+
+
+def _normal_kl(mean1, log_variance1, mean2, log_variance2):
+    """KL(N(mean1, exp(log_variance1)) ‖ N(mean2, exp(log_variance2))), elementwise."""
+    return 0.5 * (
+        -1.0 + log_variance2 - log_variance1 + torch.exp(log_variance1 - log_variance2)
+        + (mean1 - mean2) ** 2 * torch.exp(-log_variance2)
+    )
+
+
+def _discretized_gaussian_log_likelihood(x, means, log_scales):
+    """Log-likelihood of x under a Gaussian discretised into bins of width 2/255 (IDDPM's decoder term at t = 0)."""
+
+    def standard_normal_cdf(value):  # IDDPM's tanh approximation
+        return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (value + 0.044715 * value**3)))
+
+    centered = x - means
+    inverse_std = torch.exp(-log_scales)
+    cdf_plus = standard_normal_cdf(inverse_std * (centered + 1.0 / 255.0))
+    cdf_minus = standard_normal_cdf(inverse_std * (centered - 1.0 / 255.0))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus_cdf_minus = torch.log((1.0 - cdf_minus).clamp(min=1e-12))
+    log_cdf_delta = torch.log((cdf_plus - cdf_minus).clamp(min=1e-12))
+    return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_minus, log_cdf_delta))
+
+
+def diffusion_head_loss(
+    diff_head: torch.nn.Module,
+    noise_scheduler: ImpactDiffHeadScheduler,
+    target_tokens: torch.Tensor,
+    hidden_states: torch.Tensor,
+    generator: torch.Generator,
+    diffusion_batch_mul: int = 4,
+) -> torch.Tensor:
+    """
+    The diffusion head's loss on the masked tokens (Eq. 2 with MAR's hybrid objective, mar.md §4).
+
+    Each token is repeated `diffusion_batch_mul` times (MAR tiles, it does not interleave), given a uniform timestep
+    t ∈ [0, T) and noise ε, and the head predicts ε̂ and the learned-range value v from x_t and its hidden vector.
+    Per token: mean_C (ε − ε̂)² plus, for the variance, the KL between q(x_{t−1} | x_t, x_0) and the model's
+    p(x_{t−1} | x_t) with a stop-gradient on ε̂ (in bits; the discretised decoder likelihood at t = 0). Returns the mean.
+
+    Args:
+        diff_head: The [`ImpactDiffHead`] (possibly wrapped for distributed training).
+        noise_scheduler ([`ImpactDiffHeadScheduler`]): On its full training schedule (as constructed).
+        target_tokens (`torch.Tensor` of shape `(num_masked, token_dim)`): Clean latent tokens x_0 at masked positions.
+        hidden_states (`torch.Tensor` of shape `(num_masked, hidden_size)`): Their transformer hidden vectors h_i.
+        generator (`torch.Generator`): CPU generator for t and ε (draws are made on the CPU, then moved).
+        diffusion_batch_mul (`int`, defaults to 4): Noise draws per token.
+    """
+    if noise_scheduler.num_inference_steps != noise_scheduler.config.num_train_timesteps:
+        raise ValueError("`noise_scheduler` must be on its full training schedule (do not call `set_timesteps`).")
+    target = target_tokens.repeat(diffusion_batch_mul, 1)
+    condition = hidden_states.repeat(diffusion_batch_mul, 1)
+    num_rows, token_dim = target.shape
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (num_rows,), generator=generator)
+    noise = randn_tensor(target.shape, generator=generator, device=target.device, dtype=target.dtype)
+    timesteps = timesteps.to(target.device)
+    noisy = noise_scheduler.add_noise(target, noise, timesteps)
+    output = diff_head(noisy, timesteps, condition).sample.float()
+    epsilon = output[:, :token_dim]
+    loss = (noise.float() - epsilon).square().mean(dim=1)
+    if output.shape[1] == 2 * token_dim:  # learned variance: add the VB term with a frozen mean (IDDPM "hybrid")
+        frozen_output = torch.cat([epsilon.detach(), output[:, token_dim:]], dim=1)
+        noisy, target = noisy.float(), target.float()
+        _, model_mean, model_log_variance = noise_scheduler.p_mean_variance(frozen_output, noisy, timesteps)
+        true_mean, true_log_variance = noise_scheduler.q_posterior_mean_variance(target, noisy, timesteps)
+        kl = _normal_kl(true_mean, true_log_variance, model_mean, model_log_variance).mean(dim=1) / _LOG_2
+        decoder_nll = -_discretized_gaussian_log_likelihood(target, model_mean, 0.5 * model_log_variance).mean(dim=1)
+        loss = loss + torch.where(timesteps == 0, decoder_nll / _LOG_2, kl)
+    return loss.mean()
+
+
+def masked_generative_loss(
+    transformer: torch.nn.Module,
+    diff_head: torch.nn.Module,
+    noise_scheduler: ImpactDiffHeadScheduler,
+    tokens: torch.Tensor,
+    generator: torch.Generator,
+    min_mask_ratio: float = 0.7,
+    mask_ratio: float | None = None,
+    diffusion_batch_mul: int = 4,
+    encoder_hidden_states: torch.Tensor | None = None,
+    encoder_attention_mask: torch.Tensor | None = None,
+    pooled_projections: torch.Tensor | None = None,
+    condition_drop_prob: float = 0.0,
+) -> torch.Tensor:
+    """
+    IMPACT's training loss for one batch (paper §3.1, Eq. 1–2).
+
+    A ratio r is drawn once per batch (truncated normal on [q, 1], or `mask_ratio` if given), ⌈N·r⌉ random positions
+    of every sample are masked and dropped from the encoder, and the head's loss is taken on the masked tokens only.
+    Without `encoder_hidden_states` the model trains unconditionally (§3.1.2, null condition); with them, each
+    sample's text is replaced by the null condition with probability `condition_drop_prob` (classifier-free guidance).
+
+    Args:
+        transformer: The [`ImpactTransformer`] (possibly wrapped for distributed training).
+        diff_head: The [`ImpactDiffHead`] (possibly wrapped).
+        noise_scheduler ([`ImpactDiffHeadScheduler`]): On its full training schedule.
+        tokens (`torch.Tensor` of shape `(batch_size, num_tokens, token_dim)`): Clean latent tokens (patchified,
+            already multiplied by the VAE scaling factor).
+        generator (`torch.Generator`): CPU generator for every random draw of this batch (reproducible resumes).
+        min_mask_ratio (`float`, defaults to 0.7): q.
+        mask_ratio (`float`, *optional*): A fixed ratio instead of the truncated normal.
+        diffusion_batch_mul (`int`, defaults to 4): Noise draws per masked token.
+        encoder_hidden_states, encoder_attention_mask, pooled_projections: The text condition, as for the transformer.
+        condition_drop_prob (`float`, defaults to 0.0): Probability of the null condition per sample (paper: 0.1).
+    """
+    batch_size, num_tokens, _ = tokens.shape
+    ratio = sample_mask_ratio(generator, min_mask_ratio) if mask_ratio is None else mask_ratio
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"`mask_ratio` must be in (0, 1], got {ratio}.")
+    orders = random_orders(batch_size, num_tokens, generator=generator)
+    mask = mask_from_orders(orders, math.ceil(num_tokens * ratio)).to(tokens.device)
+    drop_condition = None
+    if encoder_hidden_states is not None:
+        drop_condition = (torch.rand(batch_size, generator=generator) < condition_drop_prob).to(tokens.device)
+    hidden_states = transformer(
+        tokens,
+        mask,
+        encoder_hidden_states=encoder_hidden_states,
+        encoder_attention_mask=encoder_attention_mask,
+        pooled_projections=pooled_projections,
+        drop_condition=drop_condition,
+    ).sample
+    # Eq. 2: only masked positions enter the loss, so the head runs on those rows alone.
+    return diffusion_head_loss(
+        diff_head, noise_scheduler, tokens[mask], hidden_states[mask], generator, diffusion_batch_mul=diffusion_batch_mul
+    )
