@@ -30,6 +30,8 @@ def sample_mask_ratio(generator: torch.Generator, min_mask_ratio: float = 0.7) -
     if not 0.0 < min_mask_ratio <= 1.0:
         raise ValueError(f"`min_mask_ratio` must be in (0, 1], got {min_mask_ratio}.")
     uniform = torch.rand((), generator=generator, dtype=torch.float64).item()
+    if min_mask_ratio == 1.0:  # a degenerate truncation interval: every token masked
+        return 1.0
     lower = (min_mask_ratio - 1.0) / 0.25
     return float(scipy.stats.truncnorm.ppf(uniform, lower, 0.0, loc=1.0, scale=0.25))
 
@@ -133,7 +135,9 @@ def masked_generative_loss(
         noise_scheduler ([`ImpactDiffHeadScheduler`]): On its full training schedule.
         tokens (`torch.Tensor` of shape `(batch_size, num_tokens, token_dim)`): Clean latent tokens (patchified,
             already multiplied by the VAE scaling factor).
-        generator (`torch.Generator`): CPU generator for every random draw of this batch (reproducible resumes).
+        generator (`torch.Generator`): CPU generator for the ratio, positions, condition drops, timesteps and noise
+            of this batch. Dropout draws from torch's global RNG: seed it too for reproducible runs (the training
+            script reseeds it per batch).
         min_mask_ratio (`float`, defaults to 0.7): q.
         mask_ratio (`float`, *optional*): A fixed ratio instead of the truncated normal.
         diffusion_batch_mul (`int`, defaults to 4): Noise draws per masked token.
