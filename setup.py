@@ -20,8 +20,8 @@ RUNTIME_REQUIREMENTS = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8"],
     "training": ["datasets>=3.0", "tensorboard", "matplotlib"],
+    "test": ["pytest>=8", "librosa>=0.10", "datasets>=3.0", "matplotlib"],  # the training scripts run in tests
 }
 EXTRAS["dev"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 

@@ -12,6 +12,8 @@ MODULES = [
     "diffusers_impact.schedulers.scheduling_impact_diff_head",
     "diffusers_impact.pipelines.pipeline_impact",
     "diffusers_impact.convert_mar",
+    "diffusers_impact.audio",
+    "diffusers_impact.data",
     "diffusers_impact.training_utils",
     "diffusers_impact.visualization",
 ]

@@ -37,7 +37,9 @@ def tiny_clap_tokenizer() -> RobertaTokenizer:
     return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=64)
 
 
-def tiny_impact_components(seed: int = 0, with_clap: bool = True, latent_length: int = 16) -> dict:
+def tiny_impact_components(
+    seed: int = 0, with_clap: bool = True, latent_length: int = 16, audioldm_format: bool = False
+) -> dict:
     """
     Components of a tiny IMPACT pipeline: 0.64 s of audio at 1.6 kHz from 16 × 4 latents (16 tokens of 32 values).
 
@@ -45,6 +47,9 @@ def tiny_impact_components(seed: int = 0, with_clap: bool = True, latent_length:
         seed (`int`): Seed of the random weights.
         with_clap (`bool`): Include the optional CLAP text encoder (pooled condition).
         latent_length (`int`): Latent frames (multiple of 4); 16 gives 0.64 s.
+        audioldm_format (`bool`): Tiny widths but AudioLDM's data format instead: 16 kHz audio, 64 mel bins,
+            10.24 s from (8, 256, 16) latents in 256 tokens of 128 values, so that the package's AudioLDM front-end
+            (training, latent pre-computation) applies.
     """
     torch.manual_seed(seed)
     vae = AutoencoderKL(
@@ -60,11 +65,11 @@ def tiny_impact_components(seed: int = 0, with_clap: bool = True, latent_length:
     )
     vocoder = SpeechT5HifiGan(
         SpeechT5HifiGanConfig(
-            model_in_dim=16,
-            sampling_rate=1600,
+            model_in_dim=64 if audioldm_format else 16,
+            sampling_rate=16000 if audioldm_format else 1600,
             upsample_initial_channel=16,
-            upsample_rates=[4, 4],
-            upsample_kernel_sizes=[8, 8],
+            upsample_rates=[8, 5, 4] if audioldm_format else [4, 4],
+            upsample_kernel_sizes=[16, 10, 8] if audioldm_format else [8, 8],
             resblock_kernel_sizes=[3],
             resblock_dilation_sizes=[[1, 3]],
             normalize_before=False,
@@ -76,9 +81,9 @@ def tiny_impact_components(seed: int = 0, with_clap: bool = True, latent_length:
     )
     transformer = ImpactTransformer(
         latent_channels=8,
-        latent_length=latent_length,
-        latent_width=4,
-        patch_size=2,
+        latent_length=256 if audioldm_format else latent_length,
+        latent_width=16 if audioldm_format else 4,
+        patch_size=4 if audioldm_format else 2,
         hidden_size=32,
         num_encoder_layers=1,
         num_decoder_layers=1,
@@ -87,7 +92,9 @@ def tiny_impact_components(seed: int = 0, with_clap: bool = True, latent_length:
         max_text_length=24,
         pooled_text_embed_dim=8 if with_clap else None,
     )
-    diff_head = ImpactDiffHead(in_channels=32, model_channels=32, condition_channels=32, num_res_blocks=2)
+    diff_head = ImpactDiffHead(
+        in_channels=128 if audioldm_format else 32, model_channels=32, condition_channels=32, num_res_blocks=2
+    )
     # A fresh head outputs exactly 0 (zero-initialised modulation and output); give those layers random weights so
     # that the tiny pipeline's output depends on every component.
     for name, parameter in diff_head.named_parameters():

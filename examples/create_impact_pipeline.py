@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+# Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
+"""Assemble an untrained ImpactPipeline from pretrained components: the starting point of training.
+
+    python examples/create_impact_pipeline.py --output_dir ./impact-init --size base \
+        --audioldm cvssp/audioldm-s-full-v2 --text_encoder google/flan-t5-large --clap laion/clap-htsat-fused \
+        [--init_from_mar mar_base.pth]
+
+The AudioLDM VAE and HiFi-GAN vocoder, the text encoder (Flan-T5 in the paper; any transformers encoder works) and
+the optional CLAP text encoder are loaded from their folders or Hub ids; the transformer and diffusion head are new
+(paper sizes `base` / `large`, §4.2), optionally initialised from a MAR checkpoint (App. D.3).
+"""
+
+import argparse
+import math
+
+from diffusers import AutoencoderKL
+from transformers import AutoConfig, AutoModel, AutoTokenizer, ClapTextModelWithProjection, SpeechT5HifiGan, T5EncoderModel
+
+from diffusers_impact import ImpactDiffHead, ImpactDiffHeadScheduler, ImpactMaskScheduler, ImpactPipeline, ImpactTransformer
+from diffusers_impact.configs import IMPACT_TRANSFORMER_CONFIGS
+from diffusers_impact.convert_mar import convert_mar_to_impact, load_mar_checkpoint
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--size", choices=sorted(IMPACT_TRANSFORMER_CONFIGS), default="base")
+    parser.add_argument("--audioldm", required=True, help="Folder or Hub id with `vae/` and `vocoder/` (AudioLDM).")
+    parser.add_argument("--text_encoder", required=True, help="Text encoder folder or Hub id (e.g. google/flan-t5-large).")
+    parser.add_argument("--clap", default=None, help="CLAP folder or Hub id for the pooled condition (optional).")
+    parser.add_argument("--max_text_length", type=int, default=77, help="Longest text token sequence (paper: 77).")
+    parser.add_argument("--audio_length_in_s", type=float, default=10.24, help="Generated length (paper: 10.24 s).")
+    parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint to initialise from (App. D.3).")
+    return parser.parse_args(argv)
+
+
+def load_text_encoder(name_or_path: str):
+    """T5 checkpoints load as their encoder alone; other models as the bare transformers encoder."""
+    model_class = T5EncoderModel if AutoConfig.from_pretrained(name_or_path).model_type in ("t5", "mt5", "umt5") else AutoModel
+    return model_class.from_pretrained(name_or_path), AutoTokenizer.from_pretrained(name_or_path)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    vae = AutoencoderKL.from_pretrained(args.audioldm, subfolder="vae")
+    vocoder = SpeechT5HifiGan.from_pretrained(args.audioldm, subfolder="vocoder")
+    text_encoder, tokenizer = load_text_encoder(args.text_encoder)
+    clap_text_encoder = clap_tokenizer = None
+    if args.clap:
+        clap_text_encoder = ClapTextModelWithProjection.from_pretrained(args.clap)
+        clap_tokenizer = AutoTokenizer.from_pretrained(args.clap)
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    seconds_per_latent_frame = scale * math.prod(vocoder.config.upsample_rates) / vocoder.config.sampling_rate
+    transformer = ImpactTransformer(
+        **IMPACT_TRANSFORMER_CONFIGS[args.size],
+        latent_channels=vae.config.latent_channels,
+        latent_length=round(args.audio_length_in_s / seconds_per_latent_frame),
+        latent_width=vocoder.config.model_in_dim // scale,
+        text_embed_dim=text_encoder.config.hidden_size,
+        max_text_length=args.max_text_length,
+        pooled_text_embed_dim=clap_text_encoder.config.projection_dim if clap_text_encoder is not None else None,
+    )
+    diff_head = ImpactDiffHead(
+        in_channels=transformer.config.latent_channels * transformer.config.patch_size**2,
+        condition_channels=transformer.config.hidden_size,
+    )
+    if args.init_from_mar:
+        print(convert_mar_to_impact(load_mar_checkpoint(args.init_from_mar)[0], transformer, diff_head))
+    pipeline = ImpactPipeline(
+        vae=vae,
+        vocoder=vocoder,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        diff_head=diff_head,
+        scheduler=ImpactMaskScheduler(),
+        head_scheduler=ImpactDiffHeadScheduler(),
+        clap_text_encoder=clap_text_encoder,
+        clap_tokenizer=clap_tokenizer,
+    )
+    pipeline.save_pretrained(args.output_dir)
+    total = sum(p.numel() for p in transformer.parameters()) + sum(p.numel() for p in diff_head.parameters())
+    print(f"Saved an untrained IMPACT-{args.size} pipeline ({total / 1e6:.1f}M trainable parameters) to {args.output_dir}.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,421 @@
+#!/usr/bin/env python
+# Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
+"""Train IMPACT with 🤗 Accelerate (paper §3.1, §4.2): unconditional pre-training, then text-conditional training.
+
+Each run reads an `ImpactPipeline` folder (its VAE, vocoder and text encoders stay frozen; the transformer and the
+diffusion head train) and writes one, so the phases chain:
+
+    accelerate launch examples/train_impact.py --pipeline ./impact-init --phase unconditional \
+        --train_data ./audioset_clips --output_dir ./impact-pretrained --init_from_mar mar_base.pth
+    accelerate launch examples/train_impact.py --pipeline ./impact-pretrained --phase text \
+        --train_data ./audiocaps --caption_column caption --output_dir ./impact-text
+
+`--train_data` is an audio dataset (audiofolder, folder of files, `save_to_disk` folder or Hub id); `--train_latents`
+is the output of `examples/precompute_latents.py` instead (the VAE then does not run during training).
+
+Every random draw of a batch (data order, crops, captions, masks, timesteps, noise, dropout) derives from `--seed`
+and the batch counter, so `--resume_from_checkpoint latest` continues exactly as an uninterrupted run would.
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from diffusers_impact import ImpactDiffHeadScheduler, ImpactPipeline
+from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, SEGMENT_FRAMES, waveform_to_latents
+from diffusers_impact.convert_mar import convert_mar_to_impact, load_mar_checkpoint
+from diffusers_impact.data import (
+    AudioCaptionDataset,
+    LatentCaptionDataset,
+    collate_audio_captions,
+    collate_latent_captions,
+    load_audio_dataset,
+    load_latent_dataset,
+)
+from diffusers_impact.training_utils import masked_generative_loss
+from diffusers_impact.visualization import save_mel_spectrograms_png
+
+logger = get_logger(__name__)
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipeline", required=True, help="ImpactPipeline folder or Hub id with the initial weights.")
+    parser.add_argument("--phase", required=True, choices=["unconditional", "text"], help="Training phase (§3.1).")
+    parser.add_argument("--output_dir", required=True, help="Where checkpoints, logs and the final pipeline go.")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--train_data", help="Audio dataset: audiofolder, folder of audio files, saved dataset or Hub id.")
+    data.add_argument("--train_latents", help="Dataset of pre-computed latents (examples/precompute_latents.py).")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--audio_column", default="audio")
+    parser.add_argument("--caption_column", default="caption", help="Caption column (text phase).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train_batch_size", type=int, default=32, help="Per device.")
+    parser.add_argument("--max_train_steps", type=int, required=True, help="Optimizer steps.")
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--learning_rate", type=float, default=5e-5, help="Paper §4.2: AdamW, 5e-5.")
+    parser.add_argument("--lr_scheduler", default="constant_with_warmup")
+    parser.add_argument("--lr_warmup_steps", type=int, default=500)
+    parser.add_argument("--adam_beta1", type=float, default=0.9)
+    parser.add_argument("--adam_beta2", type=float, default=0.95, help="MAR's β₂.")
+    parser.add_argument("--weight_decay", type=float, default=0.02, help="MAR's; not on norms, biases or the head.")
+    parser.add_argument("--max_grad_norm", type=float, default=3.0, help="MAR's gradient clipping.")
+    parser.add_argument("--ema_decay", type=float, default=0.9999, help="MAR's EMA rate; the EMA weights are saved.")
+    parser.add_argument("--ema_warmup", action="store_true", help="Ramp the EMA decay up (useful for short runs).")
+    parser.add_argument("--min_mask_ratio", type=float, default=0.7, help="q of the truncated-normal mask ratio.")
+    parser.add_argument("--mask_ratio", type=float, default=None, help="A fixed mask ratio instead.")
+    parser.add_argument("--condition_drop_prob", type=float, default=0.1, help="Null-condition rate (text phase).")
+    parser.add_argument("--diffusion_batch_mul", type=int, default=4, help="Noise draws per masked token (MAR).")
+    parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
+    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    parser.add_argument("--checkpointing_steps", type=int, default=1000)
+    parser.add_argument("--checkpoints_total_limit", type=int, default=None)
+    parser.add_argument("--resume_from_checkpoint", default=None, help="A checkpoint folder, or 'latest'.")
+    parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint (.pth) to initialise from (App. D.3).")
+    parser.add_argument("--validation_prompts", nargs="*", default=["a dog barking", "rain falling on a roof"])
+    parser.add_argument("--validation_steps", type=int, default=1000, help="Text phase: render the prompts every N.")
+    parser.add_argument("--validation_inference_steps", type=int, default=32)
+    parser.add_argument("--report_to", default="tensorboard", help="Accelerate tracker, or 'none'.")
+    parser.add_argument("--push_to_hub", action="store_true")
+    parser.add_argument("--hub_model_id", default=None)
+    parser.add_argument("--hub_token", default=None)
+    args = parser.parse_args(argv)
+    if args.max_train_steps < 1 or args.train_batch_size < 1 or args.gradient_accumulation_steps < 1:
+        parser.error("--max_train_steps, --train_batch_size and --gradient_accumulation_steps must be positive.")
+    if args.mask_ratio is not None and not 0 < args.mask_ratio <= 1:
+        parser.error("--mask_ratio must be in (0, 1].")
+    if args.push_to_hub and not args.hub_model_id:
+        parser.error("--push_to_hub needs --hub_model_id.")
+    return args
+
+
+def check_audioldm_format(pipeline: ImpactPipeline) -> None:
+    """The front-end is AudioLDM's (16 kHz, hop 160, 64 mels, 10.24 s): the pipeline's components must match it."""
+    vocoder, transformer = pipeline.vocoder.config, pipeline.transformer
+    expected = (SAMPLING_RATE, HOP_LENGTH, N_MELS, SEGMENT_FRAMES)
+    found = (
+        vocoder.sampling_rate,
+        math.prod(vocoder.upsample_rates),
+        vocoder.model_in_dim,
+        transformer.config.latent_length * pipeline.vae_scale_factor,
+    )
+    if found != expected:
+        raise ValueError(
+            "Training uses AudioLDM's front-end (sampling rate, hop, mel bins, frames per clip) = "
+            f"{expected}, but this pipeline's vocoder and transformer give {found}."
+        )
+
+
+def step_generators(seed: int, batch_counter: int, process_index: int) -> tuple[torch.Generator, np.random.Generator]:
+    """Independent, reproducible torch and NumPy generators for one batch of one process."""
+    state = np.random.SeedSequence([seed, batch_counter, process_index]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0])), np.random.default_rng(int(state[1]))
+
+
+def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int, process_index: int, num_processes: int):
+    """This process's index batches of one epoch: a seeded permutation, the last partial global batch dropped."""
+    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed + 7919 * epoch)).tolist()
+    global_batch = batch_size * num_processes
+    starts = range(process_index * batch_size, num_examples - global_batch + 1 + process_index * batch_size, global_batch)
+    return [order[start : start + batch_size] for start in starts]
+
+
+def find_checkpoint(output_dir: Path, resume: str) -> Path | None:
+    if resume != "latest":
+        return Path(resume)
+    steps = [int(m.group(1)) for p in output_dir.glob("checkpoint-*") if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return output_dir / f"checkpoint-{max(steps)}" if steps else None
+
+
+def save_checkpoint(accelerator, output_dir: Path, state: dict, total_limit: int | None) -> Path:
+    """`save_state` into a temporary folder renamed into place, so a crash mid-save never harms the last good one."""
+    final = output_dir / f"checkpoint-{state['global_step']}"
+    temporary = output_dir / f".checkpoint-{state['global_step']}.tmp"
+    if accelerator.is_main_process and temporary.exists():
+        shutil.rmtree(temporary)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    if accelerator.is_main_process:
+        (temporary / "training_state.json").write_text(json.dumps(state))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        if total_limit is not None:
+            checkpoints = sorted(
+                (int(m.group(1)), p) for p in output_dir.glob("checkpoint-*") if (m := CHECKPOINT_PATTERN.match(p.name))
+            )
+            for _, old in checkpoints[: max(len(checkpoints) - total_limit, 0)]:
+                shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+@contextlib.contextmanager
+def ema_weights(ema: EMAModel, parameters):
+    """The EMA weights in the model for the duration, the training weights restored afterwards."""
+    ema.store(parameters)
+    ema.copy_to(parameters)
+    try:
+        yield
+    finally:
+        ema.restore(parameters)
+
+
+@contextlib.contextmanager
+def eval_mode(*modules):
+    """Modules in eval mode (no dropout) for the duration, their previous mode restored afterwards."""
+    modes = [module.training for module in modules]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(modules, modes):
+            module.train(mode)
+
+
+@torch.no_grad()
+def render_validation(pipeline, args, output_dir: Path, global_step: int, accelerator) -> None:
+    """Generate the validation prompts with fixed seeds; write WAVs, one mel-spectrogram PNG, and TensorBoard audio."""
+    folder = output_dir / "validation" / f"step-{global_step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    generators = [torch.Generator().manual_seed(args.seed + i) for i in range(len(args.validation_prompts))]
+    latents = pipeline(
+        args.validation_prompts,
+        num_inference_steps=args.validation_inference_steps,
+        generator=generators,
+        output_type="latent",
+    ).audios
+    mels = pipeline.decode_latents(latents)
+    sampling_rate = pipeline.vocoder.config.sampling_rate
+    num_samples = round(pipeline.max_audio_length_in_s * sampling_rate)  # cropped as the pipeline's own output
+    waveforms = pipeline.mel_spectrogram_to_waveform(mels)[:, :num_samples].numpy()
+    for index, waveform in enumerate(waveforms):
+        soundfile.write(folder / f"{index}.wav", waveform, sampling_rate)
+    save_mel_spectrograms_png(mels[:, 0].float().cpu().numpy(), args.validation_prompts, folder / "mel.png")
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            for index, (prompt, waveform) in enumerate(zip(args.validation_prompts, waveforms)):
+                tracker.writer.add_audio(f"validation/{index}: {prompt}", waveform, global_step, sampling_rate)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    # Models: the transformer and head train; VAE, vocoder and text encoders are frozen.
+    pipeline = ImpactPipeline.from_pretrained(args.pipeline)
+    pipeline.set_progress_bar_config(disable=True)
+    transformer, diff_head = pipeline.transformer, pipeline.diff_head
+    if args.init_from_mar:
+        report = convert_mar_to_impact(load_mar_checkpoint(args.init_from_mar)[0], transformer, diff_head)
+        accelerator.print(report)
+    frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    for name in ("vae", "vocoder", "text_encoder", "clap_text_encoder"):
+        module = getattr(pipeline, name)
+        if module is not None:
+            module.requires_grad_(False).eval().to(accelerator.device, dtype=frozen_dtype)
+    transformer.train()
+    diff_head.train()
+    if args.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+        diff_head.enable_gradient_checkpointing()
+    noise_scheduler = ImpactDiffHeadScheduler.from_config(pipeline.head_scheduler.config)
+    check_audioldm_format(pipeline)
+
+    # Data
+    text_phase = args.phase == "text"
+    caption_column = args.caption_column if text_phase else None
+    if args.train_latents:
+        dataset = LatentCaptionDataset(load_latent_dataset(args.train_latents, require_captions=text_phase))
+    else:
+        dataset = AudioCaptionDataset(load_audio_dataset(args.train_data, args.split, args.audio_column, caption_column))
+    if len(dataset) < args.train_batch_size * accelerator.num_processes:
+        raise ValueError(
+            f"The dataset has {len(dataset)} examples, fewer than one global batch "
+            f"({args.train_batch_size} × {accelerator.num_processes} processes)."
+        )
+    batches_per_epoch = len(epoch_batches(len(dataset), args.train_batch_size, args.seed, 0, 0, accelerator.num_processes))
+
+    # Optimiser: AdamW; no weight decay on 1-D tensors, biases and the diffusion head (MAR).
+    decay, no_decay = [], list(diff_head.parameters())
+    for name, parameter in transformer.named_parameters():
+        (no_decay if parameter.ndim < 2 or name.endswith(".bias") else decay).append(parameter)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+    )
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
+    transformer, diff_head, optimizer, lr_scheduler = accelerator.prepare(transformer, diff_head, optimizer, lr_scheduler)
+    trained_parameters = [*transformer.parameters(), *diff_head.parameters()]
+    ema = EMAModel(trained_parameters, decay=args.ema_decay, use_ema_warmup=args.ema_warmup)
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema)
+
+    state = {"global_step": 0, "batch_counter": 0}
+    if args.resume_from_checkpoint:
+        checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
+        if checkpoint is None or not (checkpoint / "training_state.json").exists():
+            raise FileNotFoundError(f"No checkpoint to resume from in {args.resume_from_checkpoint!r} ({output_dir}).")
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "training_state.json").read_text())
+        accelerator.print(f"Resumed from {checkpoint} at step {state['global_step']}.")
+    if accelerator.is_main_process:
+        accelerator.init_trackers("impact", config={k: str(v) for k, v in vars(args).items()})
+    metrics_path = output_dir / "logs" / "metrics.jsonl"
+    if accelerator.is_main_process:
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+
+    unwrapped_transformer = accelerator.unwrap_model(transformer)
+    skipped = Counter()
+    progress = tqdm(total=args.max_train_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process)
+    progress.set_description(f"{args.phase} training")
+    while state["global_step"] < args.max_train_steps:
+        epoch, offset = divmod(state["batch_counter"], batches_per_epoch)
+        batches = epoch_batches(
+            len(dataset), args.train_batch_size, args.seed, epoch, accelerator.process_index, accelerator.num_processes
+        )[offset:]
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=batches, collate_fn=list, num_workers=args.dataloader_num_workers
+        )
+        for examples in loader:
+            torch_generator, numpy_generator = step_generators(args.seed, state["batch_counter"], accelerator.process_index)
+            state["batch_counter"] += 1
+            if args.train_latents:
+                batch = collate_latent_captions(examples, numpy_generator)
+                with torch.no_grad():
+                    latents = batch["latent_mean"] + batch["latent_std"] * torch.randn(
+                        batch["latent_mean"].shape, generator=torch_generator
+                    )
+                    latents = (latents * pipeline.vae.config.scaling_factor).to(accelerator.device)
+            else:
+                batch = collate_audio_captions(examples, numpy_generator)
+                with torch.no_grad():
+                    waveforms = batch["waveforms"].to(accelerator.device, frozen_dtype)
+                    latents = waveform_to_latents(pipeline.vae, waveforms, generator=torch_generator).float()
+            skipped.update(batch["skipped"])
+            if batch["skipped"]:
+                logger.warning(f"Skipped unusable audio so far: {dict(skipped)}")
+            if len(latents) == 0:
+                continue
+            condition = {}
+            if text_phase:
+                with torch.no_grad():
+                    prompt_embeds, attention_mask, pooled, *_ = pipeline.encode_prompt(
+                        batch["captions"], accelerator.device, do_classifier_free_guidance=False
+                    )
+                condition = {"encoder_hidden_states": prompt_embeds.float(), "encoder_attention_mask": attention_mask,
+                             "pooled_projections": None if pooled is None else pooled.float()}
+
+            with accelerator.accumulate(transformer, diff_head):
+                torch.manual_seed(int(torch.randint(0, 2**62, (), generator=torch_generator)))  # dropout
+                loss = masked_generative_loss(
+                    transformer,
+                    diff_head,
+                    noise_scheduler,
+                    unwrapped_transformer.patchify(latents),
+                    torch_generator,
+                    min_mask_ratio=args.min_mask_ratio,
+                    mask_ratio=args.mask_ratio,
+                    diffusion_batch_mul=args.diffusion_batch_mul,
+                    condition_drop_prob=args.condition_drop_prob if text_phase else 0.0,
+                    **condition,
+                )
+                nonfinite = accelerator.gather(torch.tensor([not torch.isfinite(loss)], device=accelerator.device))
+                if nonfinite.any():
+                    latest = find_checkpoint(output_dir, "latest")
+                    raise RuntimeError(
+                        f"The loss is not finite at step {state['global_step'] + 1}; training stopped. The last good "
+                        f"checkpoint is {latest or 'none (none was saved yet)'}. Lower the learning rate or check the "
+                        "data, then continue with --resume_from_checkpoint latest."
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(trained_parameters, args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+
+            if not accelerator.sync_gradients:
+                continue
+            ema.step(trained_parameters)
+            state["global_step"] += 1
+            progress.update(1)
+            logs = {"loss": loss.detach().item(), "lr": lr_scheduler.get_last_lr()[0]}
+            progress.set_postfix(**logs)
+            accelerator.log(logs, step=state["global_step"])
+            if accelerator.is_main_process:
+                with metrics_path.open("a") as metrics:
+                    metrics.write(json.dumps({"step": state["global_step"], **logs}) + "\n")
+
+            if state["global_step"] % args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
+            if text_phase and accelerator.is_main_process and state["global_step"] % args.validation_steps == 0:
+                with ema_weights(ema, trained_parameters), eval_mode(pipeline.transformer, pipeline.diff_head):
+                    render_validation(pipeline, args, output_dir, state["global_step"], accelerator)
+            if state["global_step"] >= args.max_train_steps:
+                break
+
+    # The EMA weights are the ones saved for inference.
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        ema.copy_to(trained_parameters)
+        pipeline.transformer = accelerator.unwrap_model(transformer).eval()
+        pipeline.diff_head = accelerator.unwrap_model(diff_head).eval()
+        for name in ("vae", "vocoder", "text_encoder", "clap_text_encoder"):
+            module = getattr(pipeline, name)
+            if module is not None:
+                module.to(torch.float32)
+        if text_phase:
+            render_validation(pipeline, args, output_dir, state["global_step"], accelerator)
+        card = pipeline.create_model_card(
+            args.hub_model_id,
+            training=f"Trained with `examples/train_impact.py`, phase `{args.phase}`, {state['global_step']} steps of "
+            f"{args.train_batch_size} × {accelerator.num_processes} × {args.gradient_accumulation_steps} clips, AdamW "
+            f"lr {args.learning_rate}, mask ratio q = {args.min_mask_ratio}; EMA {args.ema_decay} weights.",
+        )
+        card.save(output_dir / "README.md")
+        pipeline.save_pretrained(output_dir)
+        if args.push_to_hub:  # uploads the pipeline alone (not the checkpoints beside it), with this card if new
+            pipeline.push_to_hub(args.hub_model_id, token=args.hub_token, model_card=card)
+        if skipped:
+            logger.warning(f"Unusable audio skipped during training: {dict(skipped)}")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""End-to-end training with the example scripts on a tiny AudioLDM-format pipeline and clips made here (CPU, offline)."""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from safetensors.torch import load_file
+
+from diffusers_impact import ImpactPipeline
+from diffusers_impact.data import load_latent_dataset, save_latent_dataset
+from diffusers_impact.testing_utils import tiny_impact_components
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_script(script: str, *arguments) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(EXAMPLES / script), *map(str, arguments)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def losses(output_dir: Path) -> list[float]:
+    lines = (output_dir / "logs" / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines]
+
+
+def weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return {
+        f"{component}.{name}": value
+        for component in ("transformer", "diff_head")
+        for name, value in load_file(output_dir / component / "diffusion_pytorch_model.safetensors").items()
+    }
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A tiny AudioLDM-format pipeline and an audiofolder of ten clips (two unusable) with captions."""
+    root = tmp_path_factory.mktemp("training")
+    ImpactPipeline(**tiny_impact_components(audioldm_format=True)).save_pretrained(root / "init")
+    clips, rows = root / "clips", []
+    clips.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(8):
+        sampling_rate = 22050 if index % 2 else 16000  # the front-end resamples
+        time = np.arange(int(sampling_rate * (1.0 + index % 3))) / sampling_rate
+        tone = 0.3 * np.sin(2 * np.pi * (200 + 150 * index) * time) + 0.05 * rng.standard_normal(len(time))
+        soundfile.write(clips / f"clip{index}.wav", tone, sampling_rate)
+        rows += [f"clip{index}.wav,a tone number {index}", f"clip{index}.wav,a beep {index}"]  # two captions each
+    soundfile.write(clips / "silent.wav", np.zeros(16000), 16000)
+    (clips / "broken.wav").write_bytes(b"not audio at all")
+    rows += ["silent.wav,nothing", "broken.wav,a broken file"]
+    (clips / "metadata.csv").write_text("file_name,caption\n" + "\n".join(rows) + "\n")
+    return root
+
+
+COMMON = ["--train_batch_size", 3, "--lr_warmup_steps", 2, "--learning_rate", 1e-3, "--ema_decay", 0.5,
+          "--report_to", "none", "--validation_inference_steps", 2]
+
+
+def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace):
+    # A MAR-format checkpoint with two width-compatible tensors: --init_from_mar copies them and says so.
+    mar = {"mask_token": torch.full((1, 1, 32), 0.25), "fake_latent": torch.full((1, 32), -0.5)}
+    torch.save({"model_ema": mar, "args": argparse.Namespace(model="mar_base")}, workspace / "mar.pth")
+    pretrained, text = workspace / "pretrained", workspace / "text"
+
+    result = run_script(
+        "train_impact.py", "--pipeline", workspace / "init", "--phase", "unconditional", "--train_data",
+        workspace / "clips", "--output_dir", pretrained, "--max_train_steps", 2, "--init_from_mar", workspace / "mar.pth",
+        "--ema_decay", 0.0, *COMMON[2:-4], "--train_batch_size", 5,  # two batches of five: every file is read once
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "copied:               2 tensors, 64 parameters" in result.stdout  # mask_token and null_condition
+    assert "Unusable audio skipped during training: {'unreadable': 1, 'silent': 1}" in result.stderr
+    assert len(losses(pretrained)) == 2 and not list(pretrained.glob("checkpoint-*"))  # checkpoints every 1000 steps
+
+    result = run_script(
+        "train_impact.py", "--pipeline", pretrained, "--phase", "text", "--train_data", workspace / "clips",
+        "--caption_column", "caption", "--output_dir", text, "--max_train_steps", 4, "--checkpointing_steps", 2,
+        "--validation_steps", 2, *COMMON,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for step in (2, 4):  # periodic validation renders: a WAV per prompt and a mel-spectrogram figure
+        folder = text / "validation" / f"step-{step}"
+        assert sorted(p.name for p in folder.iterdir()) == ["0.wav", "1.wav", "mel.png"]
+        audio, sampling_rate = soundfile.read(folder / "0.wav")
+        assert sampling_rate == 16000 and len(audio) == 163840  # 10.24 s, as the pipeline returns it
+    assert "phase `text`, 4 steps" in (text / "README.md").read_text()
+
+    pipe = ImpactPipeline.from_pretrained(text)
+    pipe.set_progress_bar_config(disable=True)
+    audio = pipe("a beep", num_inference_steps=2, num_diffusion_steps=3, generator=torch.manual_seed(0)).audios
+    assert audio.shape == (1, 163840) and np.isfinite(audio).all()
+    trained, initial = weights(text), weights(workspace / "init")
+    assert any(not torch.equal(trained[name], initial[name]) for name in trained)
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(workspace):
+    arguments = ["--pipeline", workspace / "init", "--phase", "text", "--train_data", workspace / "clips",
+                 "--checkpointing_steps", 3, "--validation_steps", 100, *COMMON]
+    uninterrupted, interrupted = workspace / "uninterrupted", workspace / "interrupted"
+    assert run_script("train_impact.py", *arguments, "--output_dir", uninterrupted, "--max_train_steps", 6).returncode == 0
+    assert run_script("train_impact.py", *arguments, "--output_dir", interrupted, "--max_train_steps", 3).returncode == 0
+    # A save that crashed half-way leaves only a temporary folder, which `latest` ignores.
+    (interrupted / ".checkpoint-5.tmp").mkdir()
+    result = run_script(
+        "train_impact.py", *arguments, "--output_dir", interrupted, "--max_train_steps", 6,
+        "--resume_from_checkpoint", "latest",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resumed from" in result.stdout and "checkpoint-3 at step 3" in result.stdout
+    assert losses(interrupted) == losses(uninterrupted)
+    resumed, reference = weights(interrupted), weights(uninterrupted)
+    assert resumed.keys() == reference.keys()
+    assert all(torch.equal(resumed[name], reference[name]) for name in reference)
+    assert any(not torch.equal(reference[name], weights(workspace / "init")[name]) for name in reference)
+
+
+def test_precomputed_latents_train_and_the_loss_goes_down(workspace):
+    latents = workspace / "latents"
+    result = run_script(
+        "precompute_latents.py", "--pipeline", workspace / "init", "--train_data", workspace / "clips",
+        "--caption_column", "caption", "--output_dir", latents, "--batch_size", 4,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Saved 8 latents" in result.stdout and "skipped 2 files" in result.stdout
+    dataset = load_latent_dataset(latents)
+    assert len(dataset) == 8 and dataset[0]["latent_mean"].shape == (8, 256, 16)
+    assert sorted(dataset[0]["captions"]) == ["a beep 0", "a tone number 0"]
+
+    output = workspace / "from-latents"
+    result = run_script(
+        "train_impact.py", "--pipeline", workspace / "init", "--phase", "text", "--train_latents", latents,
+        "--output_dir", output, "--max_train_steps", 40, "--validation_steps", 1000, "--train_batch_size", 4,
+        "--lr_warmup_steps", 0, "--learning_rate", 2e-3, "--report_to", "none", "--validation_inference_steps", 2,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = losses(output)
+    assert len(history) == 40
+    assert np.mean(history[-8:]) < 0.5 * np.mean(history[:8]), history
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step(workspace, tmp_path):
+    shape = (8, 256, 16)
+    good = {"latent_mean": np.zeros(shape, np.float16), "latent_std": np.ones(shape, np.float16), "captions": ["a"]}
+    bad = dict(good, latent_mean=np.full(shape, np.nan, np.float16))
+    save_latent_dataset([good, good, bad, bad], tmp_path / "latents")
+    result = run_script(
+        "train_impact.py", "--pipeline", workspace / "init", "--phase", "text", "--train_latents",
+        tmp_path / "latents", "--output_dir", tmp_path / "out", "--max_train_steps", 5, "--train_batch_size", 4,
+        "--report_to", "none",
+    )
+    assert result.returncode != 0
+    assert "The loss is not finite at step 1" in result.stderr and "none was saved yet" in result.stderr
+
+
+def test_a_missing_column_fails_at_start_listing_the_columns(workspace, tmp_path):
+    result = run_script(
+        "train_impact.py", "--pipeline", workspace / "init", "--phase", "text", "--train_data", workspace / "clips",
+        "--caption_column", "text", "--output_dir", tmp_path / "out", "--max_train_steps", 1, "--report_to", "none",
+    )
+    assert result.returncode != 0
+    assert "text" in result.stderr and "caption" in result.stderr and "ValueError" in result.stderr
+
+
+def test_a_pipeline_in_another_audio_format_is_refused(tmp_path, workspace):
+    ImpactPipeline(**tiny_impact_components()).save_pretrained(tmp_path / "tiny")
+    result = run_script(
+        "train_impact.py", "--pipeline", tmp_path / "tiny", "--phase", "unconditional", "--train_data",
+        workspace / "clips", "--output_dir", tmp_path / "out", "--max_train_steps", 1, "--report_to", "none",
+    )
+    assert result.returncode != 0 and "AudioLDM's front-end" in result.stderr
