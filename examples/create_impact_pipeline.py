@@ -32,6 +32,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_text_length", type=int, default=77, help="Longest text token sequence (paper: 77).")
     parser.add_argument("--audio_length_in_s", type=float, default=10.24, help="Generated length (paper: 10.24 s).")
     parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint to initialise from (App. D.3).")
+    custom = parser.add_argument_group("custom sizes (override --size and the head's defaults)")
+    custom.add_argument("--hidden_size", type=int, default=None, help="Transformer width D.")
+    custom.add_argument("--num_layers", type=int, default=None, help="Blocks of each sub-encoder (Enc_φ1, Enc_φ2).")
+    custom.add_argument("--num_attention_heads", type=int, default=None)
+    custom.add_argument("--head_width", type=int, default=1024, help="Diffusion-head width W (paper/MAR: 1024).")
+    custom.add_argument("--head_depth", type=int, default=3, help="Diffusion-head residual blocks d (paper/MAR: 3).")
     return parser.parse_args(argv)
 
 
@@ -52,8 +58,12 @@ def main(argv=None) -> None:
         clap_tokenizer = AutoTokenizer.from_pretrained(args.clap)
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     seconds_per_latent_frame = scale * math.prod(vocoder.config.upsample_rates) / vocoder.config.sampling_rate
+    sizes = dict(IMPACT_TRANSFORMER_CONFIGS[args.size])
+    overrides = {"hidden_size": args.hidden_size, "num_encoder_layers": args.num_layers,
+                 "num_decoder_layers": args.num_layers, "num_attention_heads": args.num_attention_heads}
+    sizes.update({name: value for name, value in overrides.items() if value is not None})
     transformer = ImpactTransformer(
-        **IMPACT_TRANSFORMER_CONFIGS[args.size],
+        **sizes,
         latent_channels=vae.config.latent_channels,
         latent_length=round(args.audio_length_in_s / seconds_per_latent_frame),
         latent_width=vocoder.config.model_in_dim // scale,
@@ -63,7 +73,9 @@ def main(argv=None) -> None:
     )
     diff_head = ImpactDiffHead(
         in_channels=transformer.config.latent_channels * transformer.config.patch_size**2,
+        model_channels=args.head_width,
         condition_channels=transformer.config.hidden_size,
+        num_res_blocks=args.head_depth,
     )
     if args.init_from_mar:
         print(convert_mar_to_impact(load_mar_checkpoint(args.init_from_mar)[0], transformer, diff_head))
@@ -81,7 +93,7 @@ def main(argv=None) -> None:
     )
     pipeline.save_pretrained(args.output_dir)
     total = sum(p.numel() for p in transformer.parameters()) + sum(p.numel() for p in diff_head.parameters())
-    print(f"Saved an untrained IMPACT-{args.size} pipeline ({total / 1e6:.1f}M trainable parameters) to {args.output_dir}.")
+    print(f"Saved an untrained IMPACT pipeline ({total / 1e6:.1f}M trainable parameters) to {args.output_dir}.")
 
 
 if __name__ == "__main__":

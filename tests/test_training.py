@@ -174,3 +174,26 @@ def test_a_pipeline_in_another_audio_format_is_refused(tmp_path, workspace):
         workspace / "clips", "--output_dir", tmp_path / "out", "--max_train_steps", 1, "--report_to", "none",
     )
     assert result.returncode != 0 and "AudioLDM's front-end" in result.stderr
+
+
+def test_create_impact_pipeline_assembles_components_from_folders(tmp_path):
+    """The starting point of training, from component folders (as Hub ids would be): AudioLDM, a text encoder, CLAP."""
+    components = tiny_impact_components(audioldm_format=True)
+    components["vae"].save_pretrained(tmp_path / "audioldm" / "vae")
+    components["vocoder"].save_pretrained(tmp_path / "audioldm" / "vocoder")
+    for name, model, tokenizer in (("t5", "text_encoder", "tokenizer"), ("clap", "clap_text_encoder", "clap_tokenizer")):
+        components[model].save_pretrained(tmp_path / name)
+        components[tokenizer].save_pretrained(tmp_path / name)
+    result = run_script(
+        "create_impact_pipeline.py", "--output_dir", tmp_path / "init", "--audioldm", tmp_path / "audioldm",
+        "--text_encoder", tmp_path / "t5", "--clap", tmp_path / "clap", "--hidden_size", 32, "--num_layers", 1,
+        "--num_attention_heads", 2, "--head_width", 48, "--head_depth", 2,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pipe = ImpactPipeline.from_pretrained(tmp_path / "init")
+    config = pipe.transformer.config
+    assert (config.latent_channels, config.latent_length, config.latent_width) == (8, 256, 16)
+    assert (config.hidden_size, config.num_encoder_layers, config.text_embed_dim, config.pooled_text_embed_dim) == (32, 1, 16, 8)
+    assert (pipe.diff_head.config.in_channels, pipe.diff_head.config.model_channels) == (128, 48)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe("a dog", num_inference_steps=1, num_diffusion_steps=2).audios.shape == (1, 163840)
