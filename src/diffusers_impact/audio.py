@@ -230,31 +230,29 @@ def prepare_segment(
     return segment
 
 
+# Slaney's Auditory Toolbox mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above it
+# (27 mels per factor 6.4 of frequency).
+_MEL_LINEAR_STEP_HZ = 200.0 / 3.0
+_MEL_LOG_START_HZ = 1000.0
+_MEL_LOG_START = _MEL_LOG_START_HZ / _MEL_LINEAR_STEP_HZ
+_MEL_LOG_STEP = math.log(6.4) / 27.0
+
+
 def _hz_to_mel(frequencies: np.ndarray) -> np.ndarray:
-    # Slaney's Auditory Toolbox mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above it
-    # (27 mels per factor 6.4 of frequency).
     frequencies = np.asarray(frequencies, dtype=np.float64)
-    linear_step = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / linear_step
-    log_step = math.log(6.4) / 27.0
     return np.where(
-        frequencies >= min_log_hz,
-        min_log_mel + np.log(np.maximum(frequencies, min_log_hz) / min_log_hz) / log_step,
-        frequencies / linear_step,
+        frequencies >= _MEL_LOG_START_HZ,
+        _MEL_LOG_START + np.log(np.maximum(frequencies, _MEL_LOG_START_HZ) / _MEL_LOG_START_HZ) / _MEL_LOG_STEP,
+        frequencies / _MEL_LINEAR_STEP_HZ,
     )
 
 
 def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     mels = np.asarray(mels, dtype=np.float64)
-    linear_step = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / linear_step
-    log_step = math.log(6.4) / 27.0
     return np.where(
-        mels >= min_log_mel,
-        min_log_hz * np.exp(log_step * (mels - min_log_mel)),
-        mels * linear_step,
+        mels >= _MEL_LOG_START,
+        _MEL_LOG_START_HZ * np.exp(_MEL_LOG_STEP * (mels - _MEL_LOG_START)),
+        mels * _MEL_LINEAR_STEP_HZ,
     )
 
 
