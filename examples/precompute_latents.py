@@ -8,7 +8,8 @@
 Each clip's first 10.24 s (AudioLDM front-end: 16 kHz mono, normalised, zero-padded) is encoded and the VAE
 posterior's mean and standard deviation are stored (float16) with the captions; training draws a fresh posterior
 sample per visit (`examples/train_impact.py --train_latents ./audiocaps-latents`). Unreadable, empty or silent files
-are skipped and counted.
+are skipped and counted. With `--text_embeddings` every caption's text embeddings are stored as well, so training
+does not run the text encoders either.
 """
 
 import argparse
@@ -31,15 +32,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", default="train")
     parser.add_argument("--audio_column", default="audio")
     parser.add_argument("--caption_column", default=None, help="Caption column (omit for audio without captions).")
+    parser.add_argument("--text_embeddings", action="store_true",
+                        help="Also store every caption's text-encoder (and CLAP) embeddings: training then skips them.")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
 
 
+def text_embedding_record(pipeline: ImpactPipeline, captions: list[str], device) -> dict:
+    """Every caption's real text tokens (concatenated), their counts, and the pooled embeddings (float16)."""
+    embeds, mask, pooled, *_ = pipeline.encode_prompt(captions, device, do_classifier_free_guidance=False)
+    lengths = mask.sum(dim=1)
+    tokens = torch.cat([row[: int(length)] for row, length in zip(embeds.float().cpu(), lengths)])
+    record = {"text_embeds": tokens.numpy().astype(np.float16), "text_lengths": lengths.cpu().numpy().astype(np.int32)}
+    if pooled is not None:
+        record["pooled_text_embeds"] = pooled.float().cpu().numpy().astype(np.float16)
+    return record
+
+
 @torch.no_grad()
-def encode_batches(vae, loader, device, skipped: Counter):
-    """Yield one record per usable clip: posterior mean and std (float16) and all its captions."""
+def encode_batches(pipeline, loader, device, skipped: Counter, text_embeddings: bool):
+    """Yield one record per usable clip: posterior mean and std (float16), all its captions (and their embeddings)."""
+    vae = pipeline.vae
     for examples in tqdm(loader, desc="Encoding"):
         batch = collate_audio_captions(examples, generator=None, all_captions=True)
         skipped.update(batch["skipped"])
@@ -49,12 +64,17 @@ def encode_batches(vae, loader, device, skipped: Counter):
         posterior = vae.encode(mel.to(vae.dtype)).latent_dist
         means, stds = posterior.mean.float().cpu().numpy(), posterior.std.float().cpu().numpy()
         for mean, std, captions in zip(means, stds, batch["captions"]):
-            yield {"latent_mean": mean.astype(np.float16), "latent_std": std.astype(np.float16), "captions": captions}
+            record = {"latent_mean": mean.astype(np.float16), "latent_std": std.astype(np.float16), "captions": captions}
+            if text_embeddings:
+                if not captions:
+                    raise ValueError("--text_embeddings needs captions: pass --caption_column.")
+                record.update(text_embedding_record(pipeline, captions, device))
+            yield record
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    vae = ImpactPipeline.from_pretrained(args.pipeline).vae.to(args.device).eval()
+    pipeline = ImpactPipeline.from_pretrained(args.pipeline).to(args.device)
     dataset = AudioCaptionDataset(
         load_audio_dataset(args.train_data, args.split, args.audio_column, args.caption_column)
     )
@@ -62,7 +82,8 @@ def main(argv=None) -> None:
         dataset, batch_size=args.batch_size, collate_fn=list, num_workers=args.dataloader_num_workers
     )
     skipped = Counter()
-    count = save_latent_dataset(encode_batches(vae, loader, args.device, skipped), args.output_dir)
+    records = encode_batches(pipeline, loader, args.device, skipped, args.text_embeddings)
+    count = save_latent_dataset(records, args.output_dir)
     print(f"Saved {count} latents to {args.output_dir}; skipped {sum(skipped.values())} files {dict(skipped)}.")
 
 

@@ -333,7 +333,13 @@ def main(argv=None) -> None:
             if len(latents) == 0:
                 continue
             condition = {}
-            if text_phase:
+            if text_phase and "prompt_embeds" in batch:  # pre-computed text embeddings
+                condition = {"encoder_hidden_states": batch["prompt_embeds"].to(accelerator.device),
+                             "encoder_attention_mask": batch["prompt_attention_mask"].to(accelerator.device),
+                             "pooled_projections": batch.get("pooled_prompt_embeds")}
+                if condition["pooled_projections"] is not None:
+                    condition["pooled_projections"] = condition["pooled_projections"].to(accelerator.device)
+            elif text_phase:
                 with torch.no_grad():
                     prompt_embeds, attention_mask, pooled, *_ = pipeline.encode_prompt(
                         batch["captions"], accelerator.device, do_classifier_free_guidance=False

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffusers_impact import ImpactPipeline
-from diffusers_impact.data import load_latent_dataset, save_latent_dataset
+from diffusers_impact.data import LatentCaptionDataset, collate_latent_captions, load_latent_dataset, save_latent_dataset
 from diffusers_impact.testing_utils import tiny_impact_components
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -197,3 +197,29 @@ def test_create_impact_pipeline_assembles_components_from_folders(tmp_path):
     assert (pipe.diff_head.config.in_channels, pipe.diff_head.config.model_channels) == (128, 48)
     pipe.set_progress_bar_config(disable=True)
     assert pipe("a dog", num_inference_steps=1, num_diffusion_steps=2).audios.shape == (1, 163840)
+
+
+def test_precomputed_text_embeddings_equal_live_encoding_and_train(workspace):
+    latents = workspace / "latents-with-text"
+    result = run_script(
+        "precompute_latents.py", "--pipeline", workspace / "init", "--train_data", workspace / "clips",
+        "--caption_column", "caption", "--output_dir", latents, "--batch_size", 4, "--text_embeddings",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    dataset = LatentCaptionDataset(load_latent_dataset(latents))
+    batch = collate_latent_captions([dataset[i] for i in range(4)], np.random.default_rng(3))
+    # The chosen captions' stored embeddings are what the pipeline's text encoders give for them (float16 storage).
+    pipe = ImpactPipeline.from_pretrained(workspace / "init")
+    embeds, mask, pooled, *_ = pipe.encode_prompt(batch["captions"], torch.device("cpu"), do_classifier_free_guidance=False)
+    assert torch.equal(batch["prompt_attention_mask"], mask)
+    torch.testing.assert_close(batch["prompt_embeds"][mask], embeds[mask], rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(batch["pooled_prompt_embeds"], pooled, rtol=2e-3, atol=2e-3)
+    assert len(set(batch["captions"])) > 1
+
+    result = run_script(
+        "train_impact.py", "--pipeline", workspace / "init", "--phase", "text", "--train_latents", latents,
+        "--output_dir", workspace / "from-text-latents", "--max_train_steps", 3, "--train_batch_size", 4,
+        "--report_to", "none", "--validation_steps", 1000, "--validation_inference_steps", 2,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(losses(workspace / "from-text-latents")) == 3

@@ -325,6 +325,7 @@ def collate_audio_captions(
 
 # ------------------------------------------------------------------------------------------ pre-computed latents
 LATENT_COLUMNS = ("latent_mean", "latent_std")
+TEXT_EMBEDDING_COLUMNS = ("text_embeds", "text_lengths", "pooled_text_embeds")
 
 
 def save_latent_dataset(records: Iterable[dict], path: str | os.PathLike, shard_size: int = 1000) -> int:
@@ -332,7 +333,10 @@ def save_latent_dataset(records: Iterable[dict], path: str | os.PathLike, shard_
     Save VAE posterior parameters with their captions as a `save_to_disk` dataset; returns the number of records.
 
     Each record holds `latent_mean` and `latent_std` (float16 arrays of one shape, e.g. `(8, 256, 16)`) and
-    `captions` (`list[str]`, possibly empty). Records are written in shards of `shard_size`, so memory stays bounded.
+    `captions` (`list[str]`, possibly empty). Records may also carry pre-computed text embeddings (all records or
+    none): `text_embeds` (float16, `(total_tokens, text_dim)`: the real tokens of every caption, one after the
+    other), `text_lengths` (tokens per caption) and, for a pooled condition, `pooled_text_embeds` (float16,
+    `(num_captions, pooled_dim)`). Records are written in shards of `shard_size`, so memory stays bounded.
 
     Example:
 
@@ -353,14 +357,19 @@ def save_latent_dataset(records: Iterable[dict], path: str | os.PathLike, shard_
     for record in records:
         if features is None:
             shape = tuple(record["latent_mean"].shape)
-            features = datasets.Features(
-                {
-                    "latent_mean": datasets.Array3D(shape=shape, dtype="float16"),
-                    "latent_std": datasets.Array3D(shape=shape, dtype="float16"),
-                    "captions": datasets.Sequence(datasets.Value("string")),
-                }
-            )
-        buffer.append({name: record[name] for name in (*LATENT_COLUMNS, "captions")})
+            features = {
+                "latent_mean": datasets.Array3D(shape=shape, dtype="float16"),
+                "latent_std": datasets.Array3D(shape=shape, dtype="float16"),
+                "captions": datasets.Sequence(datasets.Value("string")),
+            }
+            if "text_embeds" in record:
+                features["text_embeds"] = datasets.Array2D(shape=(None, record["text_embeds"].shape[1]), dtype="float16")
+                features["text_lengths"] = datasets.Sequence(datasets.Value("int32"))
+            if "pooled_text_embeds" in record:
+                pooled_dim = record["pooled_text_embeds"].shape[1]
+                features["pooled_text_embeds"] = datasets.Array2D(shape=(None, pooled_dim), dtype="float16")
+            features = datasets.Features(features)
+        buffer.append({name: record[name] for name in features})
         if len(buffer) == shard_size:
             shards.append(datasets.Dataset.from_list(buffer, features=features))
             buffer = []
@@ -388,7 +397,8 @@ def load_latent_dataset(path: str | os.PathLike, require_captions: bool = True) 
         uncaptioned = sum(1 for captions in dataset["captions"] if not captions)
         if uncaptioned:
             raise ValueError(f"{uncaptioned} of {len(dataset)} latents in {path} have no caption.")
-    return dataset.with_format("numpy", columns=list(LATENT_COLUMNS), output_all_columns=True)
+    array_columns = [name for name in (*LATENT_COLUMNS, *TEXT_EMBEDDING_COLUMNS) if name in dataset.column_names]
+    return dataset.with_format("numpy", columns=array_columns, output_all_columns=True)
 
 
 class LatentCaptionDataset(torch.utils.data.Dataset):
@@ -418,24 +428,39 @@ class LatentCaptionDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.dataset[index]
-        return {
-            "index": index,
-            "latent_mean": row["latent_mean"],
-            "latent_std": row["latent_std"],
-            "captions": list(row["captions"]),
-        }
+        example = {"index": index, "captions": list(row["captions"])}
+        example.update({name: row[name] for name in (*LATENT_COLUMNS, *TEXT_EMBEDDING_COLUMNS) if name in row})
+        return example
 
 
 def collate_latent_captions(examples: list[dict], generator: np.random.Generator) -> dict:
     """
     Batch [`LatentCaptionDataset`] examples: float32 `latent_mean` / `latent_std` tensors and one caption per example
     drawn with `generator` (as [`collate_audio_captions`]); `"skipped"` is empty (bad audio was skipped when the
-    latents were computed).
+    latents were computed). With pre-computed text embeddings, the chosen caption's are returned too:
+    `"prompt_embeds"` (float32, padded to the batch's longest caption), `"prompt_attention_mask"` and, for a pooled
+    condition, `"pooled_prompt_embeds"`.
     """
-    return {
+    chosen = [int(generator.integers(len(e["captions"]))) if len(e["captions"]) else None for e in examples]
+    batch = {
         "latent_mean": torch.from_numpy(np.stack([e["latent_mean"] for e in examples]).astype(np.float32)),
         "latent_std": torch.from_numpy(np.stack([e["latent_std"] for e in examples]).astype(np.float32)),
-        "captions": [_choose_caption(e["captions"], generator) for e in examples],
+        "captions": [e["captions"][k] if k is not None else "" for e, k in zip(examples, chosen)],
         "indices": [e["index"] for e in examples],
         "skipped": collections.Counter(),
     }
+    if "text_embeds" not in examples[0]:
+        return batch
+    if any(k is None for k in chosen):
+        raise ValueError("Pre-computed text embeddings need a caption for every latent.")
+    token_rows = []
+    for example, k in zip(examples, chosen):
+        starts = np.concatenate([[0], np.cumsum(example["text_lengths"])])
+        token_rows.append(torch.from_numpy(example["text_embeds"][starts[k] : starts[k + 1]].astype(np.float32)))
+    batch["prompt_embeds"] = torch.nn.utils.rnn.pad_sequence(token_rows, batch_first=True)
+    lengths = torch.tensor([len(rows) for rows in token_rows])
+    batch["prompt_attention_mask"] = torch.arange(batch["prompt_embeds"].shape[1])[None] < lengths[:, None]
+    if "pooled_text_embeds" in examples[0]:
+        pooled = [e["pooled_text_embeds"][k].astype(np.float32) for e, k in zip(examples, chosen)]
+        batch["pooled_prompt_embeds"] = torch.from_numpy(np.stack(pooled))
+    return batch
