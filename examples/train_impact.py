@@ -299,6 +299,10 @@ def main(argv=None) -> None:
     metrics_path = output_dir / "logs" / "metrics.jsonl"
     if accelerator.is_main_process:
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        if metrics_path.exists():  # drop steps logged after the checkpoint we resume from (or all, on a fresh run)
+            lines = metrics_path.read_text().splitlines()
+            kept = [line for line in lines if json.loads(line)["step"] <= state["global_step"]]
+            metrics_path.write_text("".join(line + "\n" for line in kept))
 
     unwrapped_transformer = accelerator.unwrap_model(transformer)
     skipped = Counter()

@@ -105,8 +105,11 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(workspac
     uninterrupted, interrupted = workspace / "uninterrupted", workspace / "interrupted"
     assert run_script("train_impact.py", *arguments, "--output_dir", uninterrupted, "--max_train_steps", 6).returncode == 0
     assert run_script("train_impact.py", *arguments, "--output_dir", interrupted, "--max_train_steps", 3).returncode == 0
-    # A save that crashed half-way leaves only a temporary folder, which `latest` ignores.
+    # A crash after step 3: a save that broke off half-way leaves only a temporary folder, which `latest` ignores,
+    # and the steps logged after the checkpoint are logged again by the resumed run (not twice).
     (interrupted / ".checkpoint-5.tmp").mkdir()
+    with (interrupted / "logs" / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps({"step": 4, "loss": 123.0, "lr": 0.0}) + "\n")
     result = run_script(
         "train_impact.py", *arguments, "--output_dir", interrupted, "--max_train_steps", 6,
         "--resume_from_checkpoint", "latest",
