@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from diffusers import AutoencoderKL
 
 from diffusers_impact import audio
 from diffusers_impact.audio import (
@@ -25,6 +24,7 @@ from diffusers_impact.audio import (
     prepare_segment,
     waveform_to_latents,
 )
+from diffusers_impact.testing_utils import tiny_vae
 
 LOG_FLOOR = math.log(1e-5)
 
@@ -334,50 +334,40 @@ def test_is_silent():
 
 
 @pytest.fixture(scope="module")
-def tiny_vae():
+def vae():
     torch.manual_seed(0)
-    return AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        latent_channels=8,
-        block_out_channels=[8, 8, 16],
-        down_block_types=["DownEncoderBlock2D"] * 3,
-        up_block_types=["UpDecoderBlock2D"] * 3,
-        layers_per_block=1,
-        norm_num_groups=4,
-        scaling_factor=0.75,
-    ).eval()
+    return tiny_vae(scaling_factor=0.75).eval()
 
 
 @torch.no_grad()
-def test_waveform_to_latents(tiny_vae):
+def test_waveform_to_latents(vae):
     waveforms = torch.from_numpy(np.stack([sines([440, 3000], [0.3, 0.2], SEGMENT_SAMPLES), sweep(SEGMENT_SAMPLES)]))
-    latents = waveform_to_latents(tiny_vae, waveforms, generator=torch.Generator().manual_seed(0))
+    latents = waveform_to_latents(vae, waveforms, generator=torch.Generator().manual_seed(0))
     assert latents.shape == (2, 8, 256, 16)
 
     # The sample is the posterior's mean + std · N(0, 1) drawn from the generator (hence deterministic per seed),
     # times the scaling factor.
-    posterior = tiny_vae.encode(mel_spectrogram(waveforms)).latent_dist
+    posterior = vae.encode(mel_spectrogram(waveforms)).latent_dist
     noise = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(latents, (posterior.mean + posterior.std * noise) * 0.75)
     other_noise = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(1))
     assert not torch.allclose(latents, (posterior.mean + posterior.std * other_noise) * 0.75)
 
     # sample_posterior=False: the mode, whatever the generator.
-    mode = waveform_to_latents(tiny_vae, waveforms, generator=torch.Generator().manual_seed(5), sample_posterior=False)
+    mode = waveform_to_latents(vae, waveforms, generator=torch.Generator().manual_seed(5), sample_posterior=False)
     torch.testing.assert_close(mode, posterior.mode() * 0.75)
     assert not torch.allclose(mode, latents)
 
 
 @torch.no_grad()
-def test_waveform_to_latents_other_lengths(tiny_vae):
+def test_waveform_to_latents_other_lengths(vae):
     waveform = torch.from_numpy(sines([440], [0.3], 16000))[None]
-    latents = waveform_to_latents(tiny_vae, waveform, sample_posterior=False, num_frames=100)
+    latents = waveform_to_latents(vae, waveform, sample_posterior=False, num_frames=100)
     assert latents.shape == (1, 8, 25, 16)
-    torch.testing.assert_close(latents, tiny_vae.encode(mel_spectrogram(waveform, 100)).latent_dist.mode() * 0.75)
+    torch.testing.assert_close(latents, vae.encode(mel_spectrogram(waveform, 100)).latent_dist.mode() * 0.75)
     # Sampling is deterministic per seed.
     samples = [
-        waveform_to_latents(tiny_vae, waveform, torch.Generator().manual_seed(seed), num_frames=100)
+        waveform_to_latents(vae, waveform, torch.Generator().manual_seed(seed), num_frames=100)
         for seed in (3, 3, 4)
     ]
     assert torch.equal(samples[0], samples[1]) and not torch.allclose(samples[0], samples[2])

@@ -37,6 +37,22 @@ def tiny_clap_tokenizer() -> RobertaTokenizer:
     return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=64)
 
 
+def tiny_vae(scaling_factor: float = 0.18215) -> AutoencoderKL:
+    """A tiny `AutoencoderKL` with the AudioLDM VAE's layout: 1 → 8 latent channels, 4× downsampling."""
+    return AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        latent_channels=8,
+        block_out_channels=[8, 8, 16],
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=64,
+        scaling_factor=scaling_factor,
+    )
+
+
 def tiny_impact_components(
     seed: int = 0, with_clap: bool = True, latent_length: int = 16, audioldm_format: bool = False
 ) -> dict:
@@ -52,17 +68,7 @@ def tiny_impact_components(
             (training, latent pre-computation) applies.
     """
     torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        latent_channels=8,
-        block_out_channels=[8, 8, 16],
-        down_block_types=["DownEncoderBlock2D"] * 3,
-        up_block_types=["UpDecoderBlock2D"] * 3,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=64,
-    )
+    vae = tiny_vae()
     vocoder = SpeechT5HifiGan(
         SpeechT5HifiGanConfig(
             model_in_dim=64 if audioldm_format else 16,
