@@ -14,6 +14,7 @@ MODULES = [
     "diffusers_impact.convert_mar",
     "diffusers_impact.audio",
     "diffusers_impact.data",
+    "diffusers_impact.evaluation",
     "diffusers_impact.training_utils",
     "diffusers_impact.visualization",
 ]
