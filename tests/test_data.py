@@ -10,7 +10,6 @@ import pytest
 import soundfile
 import torch
 
-from diffusers_impact import data
 from diffusers_impact.audio import load_audio, prepare_segment
 from diffusers_impact.data import AudioCaptionDataset, collate_audio_captions, load_audio_dataset
 

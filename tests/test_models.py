@@ -93,7 +93,7 @@ def test_text_padding_does_not_change_the_output():
     mask = random_mask(2, model.num_tokens, num_masked=6)
     short = condition(2, 4)
     padded = {name: value.clone() for name, value in short.items()}
-    for name, length in (("ten", 10), ("max", MAX_TEXT)):
+    for length in (10, MAX_TEXT):
         padded["encoder_hidden_states"] = torch.cat(
             [short["encoder_hidden_states"], torch.randn(2, length - 4, TEXT_DIM) * 50], dim=1
         )

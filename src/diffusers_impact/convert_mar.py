@@ -22,7 +22,6 @@ encoder/decoder exactly when its condition tokens are MAR's buffer (the class ve
 """
 
 import argparse
-import math
 import re
 from dataclasses import dataclass, field
 

@@ -103,7 +103,7 @@ def tiny_impact_components(
     )
     # A fresh head outputs exactly 0 (zero-initialised modulation and output); give those layers random weights so
     # that the tiny pipeline's output depends on every component.
-    for name, parameter in diff_head.named_parameters():
+    for parameter in diff_head.parameters():
         if not parameter.any():
             torch.nn.init.normal_(parameter, std=0.3)
     components = {

@@ -233,15 +233,14 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
         condition = self._embed_condition(
             encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition, batch_size
         )
-        condition_tokens, condition_slots, condition_key_mask, first_slot = condition
+        condition_tokens, condition_slots, condition_key_mask = condition
         num_condition = condition_tokens.shape[1]
         latent_slots = self.encoder_pos_embed.shape[1] - self.num_tokens  # latent position j is slot latent_slots + j
 
         # Enc_φ1 (Eq. 7): visible latent tokens only, in positional order; masked ones are dropped, not zeroed.
         visible_positions = torch.argsort(mask.to(torch.int8), dim=1, stable=True)[:, :num_visible]
         visible_tokens = torch.gather(hidden_states, 1, visible_positions.unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1]))
-        encoder_slots = torch.cat([condition_slots.expand(batch_size, -1), latent_slots + visible_positions], dim=1)
-        encoder_slots[:, 0] = first_slot
+        encoder_slots = torch.cat([condition_slots, latent_slots + visible_positions], dim=1)
         sequence = torch.cat([condition_tokens, self.latent_proj(visible_tokens)], dim=1)
         sequence = self.encoder_input_norm(sequence + self.encoder_pos_embed[0][encoder_slots])
 
@@ -258,8 +257,7 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
             1, visible_positions.unsqueeze(-1).expand(-1, -1, sequence.shape[-1]), sequence[:, num_condition:]
         )
         decoder_slots = torch.cat(
-            [encoder_slots[:, :num_condition], latent_slots + torch.arange(num_tokens, device=mask.device).expand(batch_size, -1)],
-            dim=1,
+            [condition_slots, latent_slots + torch.arange(num_tokens, device=mask.device).expand(batch_size, -1)], dim=1
         )
         sequence = torch.cat([sequence[:, :num_condition], latent_sequence], dim=1) + self.decoder_pos_embed[0][decoder_slots]
         if attention_mask is not None:
@@ -273,14 +271,13 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
         return ImpactTransformerOutput(sample=output)
 
     def _embed_condition(self, encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition, batch_size):
-        """Validate the condition inputs; return its tokens, position slots, key mask (or `None`) and first slots."""
+        """Validate the condition inputs; return its tokens `(B, L, D)`, position slots `(B, L)` and key mask (or `None`)."""
         device = self.null_condition.device
         if encoder_hidden_states is None:
             if pooled_projections is not None:
                 raise ValueError("`pooled_projections` was given without `encoder_hidden_states`.")
             tokens = self.null_condition.expand(batch_size, 1, -1)
-            slot = torch.zeros(1, dtype=torch.long, device=device)
-            return tokens, slot, None, slot.expand(batch_size)
+            return tokens, torch.zeros(batch_size, 1, dtype=torch.long, device=device), None
         if encoder_hidden_states.shape[0] != batch_size or encoder_hidden_states.shape[-1] != self.config.text_embed_dim:
             raise ValueError(
                 f"`encoder_hidden_states` must have shape ({batch_size}, text_length, {self.config.text_embed_dim}), "
@@ -309,7 +306,7 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
         return self._embed_condition_tokens(encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition.bool())
 
     def _embed_condition_tokens(self, encoder_hidden_states, encoder_attention_mask, pooled_projections, drop):
-        """Condition tokens `(B, L, D)`, their position slots `(L,)`, key mask `(B, L)` and per-sample first slot `(B,)`."""
+        """Condition tokens `(B, L, D)`, their position slots `(B, L)` and key mask `(B, L)`."""
         batch_size, device = encoder_hidden_states.shape[0], encoder_hidden_states.device
         tokens = [self.text_proj(encoder_hidden_states)]
         slots = [torch.arange(encoder_hidden_states.shape[1], device=device)]
@@ -325,8 +322,9 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
         first_token = torch.where(drop_rows, self.null_condition.to(tokens.dtype).expand(batch_size, 1, -1), tokens[:, :1])
         tokens = torch.cat([first_token, tokens[:, 1:]], dim=1)
         key_mask = torch.cat([key_mask[:, :1] | drop.view(batch_size, 1), key_mask[:, 1:] & ~drop.view(batch_size, 1)], dim=1)
-        first_slot = torch.where(drop, torch.zeros_like(drop, dtype=torch.long), slots[0].expand(batch_size))
-        return tokens, slots, key_mask, first_slot
+        slots = slots.expand(batch_size, -1).clone()
+        slots[:, 0] = torch.where(drop, 0, slots[:, 0])  # the null condition's slot
+        return tokens, slots, key_mask
 
     def _run_blocks(self, blocks: nn.ModuleList, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None):
         for block in blocks:

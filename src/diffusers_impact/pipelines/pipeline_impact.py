@@ -24,6 +24,7 @@ from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTraine
 
 from ..models import ImpactDiffHead, ImpactTransformer
 from ..schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
+from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
 
 logger = logging.get_logger(__name__)
 
@@ -430,8 +431,8 @@ class ImpactPipeline(DiffusionPipeline):
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         if not isinstance(guidance_scale, (int, float)) or guidance_scale < 1.0:
             raise ValueError(f"`guidance_scale` must be ≥ 1.0 (1.0 disables guidance), got {guidance_scale!r}.")
-        if guidance_schedule is not None and guidance_schedule not in ("cosine", "linear", "constant"):
-            raise ValueError(f"`guidance_schedule` must be 'cosine', 'linear' or 'constant', got {guidance_schedule!r}.")
+        if guidance_schedule is not None and guidance_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"`guidance_schedule` must be one of {GUIDANCE_SCHEDULES}, got {guidance_schedule!r}.")
         if not isinstance(temperature, (int, float)) or temperature < 0:
             raise ValueError(f"`temperature` must be a non-negative number, got {temperature!r}.")
         if temperature != 1.0 and "temperature" not in inspect.signature(self.head_scheduler.step).parameters:

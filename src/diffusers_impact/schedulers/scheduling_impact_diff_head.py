@@ -133,7 +133,7 @@ class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
         posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
         # log β̃ with its first entry (0 at k = 0) replaced by the second, as MAR's posterior_log_variance_clipped.
         clipped = np.append(posterior_variance[1], posterior_variance[1:]) if len(kept) > 1 else posterior_variance
-        self._step_tables = {
+        tables = {
             "sqrt_recip_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod),
             "sqrt_recipm1_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod - 1.0),
             "posterior_mean_coef1": betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
@@ -141,18 +141,26 @@ class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
             "log_betas": np.log(betas),
             "posterior_log_variance_clipped": np.log(np.maximum(clipped, 1e-20)),
         }
+        self._table_names = list(tables)
+        self._step_table = torch.from_numpy(np.stack(list(tables.values())))  # (tables, kept timesteps), float64
         self._kept_timesteps = torch.tensor(kept, dtype=torch.long)
         self.num_inference_steps = len(kept)
         self.timesteps = torch.tensor(kept[::-1], dtype=torch.long, device=device)
 
-    def _coefficient(self, name: str, timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Table `name` at `timesteps` (a scalar or one per row of `like`), cast to `like`'s dtype as MAR does."""
+    def _coefficients(self, timesteps: torch.Tensor, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every table at `timesteps` (a scalar or one per row of `like`), cast to `like`'s dtype as MAR does."""
         timesteps = torch.as_tensor(timesteps).reshape(-1).cpu()
         step_indices = torch.searchsorted(self._kept_timesteps, timesteps)
         if not bool((self._kept_timesteps[step_indices.clamp(max=len(self._kept_timesteps) - 1)] == timesteps).all()):
             raise ValueError(f"Timesteps {timesteps.tolist()} are not all in this scheduler's timesteps.")
-        values = torch.from_numpy(self._step_tables[name])[step_indices]
-        return values.to(like.device, like.dtype).view(-1, *([1] * (like.ndim - 1)))
+        values = self._step_table[:, step_indices].to(like.device, like.dtype)  # one gather, one transfer
+        shape = (-1, *([1] * (like.ndim - 1)))
+        return {name: row.view(shape) for name, row in zip(self._table_names, values)}
+
+    @staticmethod
+    def _posterior(coefficients, original_sample, sample):
+        mean = coefficients["posterior_mean_coef1"] * original_sample + coefficients["posterior_mean_coef2"] * sample
+        return mean, coefficients["posterior_log_variance_clipped"]
 
     def p_mean_variance(
         self, model_output: torch.Tensor, sample: torch.Tensor, timesteps: torch.Tensor
@@ -169,31 +177,27 @@ class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
             `(pred_original_sample, mean, log_variance)`. With v the log-variance interpolates between log β_t and the
             clipped log posterior variance log β̃_t (learned range, Nichol & Dhariwal); without, it is log β̃_t.
         """
-        def coefficient(name):
-            return self._coefficient(name, timesteps, sample)
-
+        coefficients = self._coefficients(timesteps, sample)
         if model_output.shape[1] == 2 * sample.shape[1]:
             epsilon, variance_value = model_output.split(sample.shape[1], dim=1)
         else:
             epsilon, variance_value = model_output, None
-        pred_original_sample = coefficient("sqrt_recip_alphas_cumprod") * sample - coefficient("sqrt_recipm1_alphas_cumprod") * epsilon
-        mean, posterior_log_variance = self.q_posterior_mean_variance(pred_original_sample, sample, timesteps)
+        pred_original_sample = (
+            coefficients["sqrt_recip_alphas_cumprod"] * sample - coefficients["sqrt_recipm1_alphas_cumprod"] * epsilon
+        )
+        mean, posterior_log_variance = self._posterior(coefficients, pred_original_sample, sample)
         if variance_value is None:
             log_variance = posterior_log_variance.expand_as(sample)
         else:
             fraction = (variance_value + 1) / 2
-            log_variance = fraction * coefficient("log_betas") + (1 - fraction) * posterior_log_variance
+            log_variance = fraction * coefficients["log_betas"] + (1 - fraction) * posterior_log_variance
         return pred_original_sample, mean, log_variance
 
     def q_posterior_mean_variance(
         self, original_sample: torch.Tensor, sample: torch.Tensor, timesteps: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and clipped log-variance of the forward-process posterior q(x_{t−1} | x_t, x_0)."""
-        mean = (
-            self._coefficient("posterior_mean_coef1", timesteps, sample) * original_sample
-            + self._coefficient("posterior_mean_coef2", timesteps, sample) * sample
-        )
-        return mean, self._coefficient("posterior_log_variance_clipped", timesteps, sample)
+        return self._posterior(self._coefficients(timesteps, sample), original_sample, sample)
 
     def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
         """Identity: ancestral DDPM sampling needs no input scaling (kept for scheduler interchangeability)."""
