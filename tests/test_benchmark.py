@@ -1,0 +1,122 @@
+"""The latency benchmark runs end to end on tiny random pipelines (CPU, offline) and its plot is written."""
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(script: str, *arguments) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(BENCHMARKS / script), *map(str, arguments)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture
+def benchmark_pipeline(monkeypatch):
+    """The runner imported as a module (it imports its sibling `paper_reference`)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("benchmark_pipeline")
+
+
+@pytest.fixture(scope="module")
+def results_path(tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("benchmark") / "tiny.json"
+    result = run_script(
+        "benchmark_pipeline.py", "--tiny", "--device", "cpu", "--batch_sizes", 1, "--decoding_steps", 2,
+        "--head_steps", 2, "--audioldm_steps", 2, "--warmup", 1, "--repeats", 2, "--num_threads", 1,
+        "--output", output,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Full paper grid on a GPU" in result.stdout
+    return output
+
+
+def test_results_structure_and_times(results_path):
+    results = json.loads(results_path.read_text())
+    assert {"machine", "settings", "impact", "audioldm", "comparison", "paper_reference", "full_grid_command"} <= set(results)
+    machine = results["machine"]
+    assert machine["device"] == "cpu" and machine["torch_num_threads"] == 1
+    assert machine["cpu_model"] and machine["torch"]
+    settings = results["settings"]
+    assert settings["model_config"] == "tiny"
+    assert (settings["batch_sizes"], settings["decoding_steps"], settings["head_steps"], settings["audioldm_steps"]) == (
+        [1], [2], [2], [2]
+    )
+
+    stages = {
+        "impact": {"text_encoding", "transformer", "head", "vae_decode", "vocoder"},
+        "audioldm": {"text_encoding", "unet", "vae_decode", "vocoder"},
+    }
+    for name, expected_stages in stages.items():
+        (measurement,) = results[name]["measurements"]
+        assert measurement["batch_size"] == 1
+        assert len(measurement["latencies_s"]) == 2 and measurement["latency_s"] in measurement["latencies_s"]
+        assert all(latency > 0 for latency in measurement["latencies_s"])
+        assert set(measurement["breakdown_s"]) == expected_stages
+        assert all(seconds > 0 for seconds in measurement["breakdown_s"].values()), measurement["breakdown_s"]
+        assert sum(measurement["breakdown_s"].values()) <= measurement["latency_s"]
+        assert measurement["unaccounted_s"] >= 0
+        assert measurement["throughput_clips_per_s"] == pytest.approx(1 / measurement["latency_s"])
+        assert measurement["peak_memory_bytes"] > 0 and measurement["peak_memory_kind"]
+
+        extrapolation = results[name]["extrapolation"]
+        assert extrapolation["extrapolated"] is True and "EXTRAPOLATED" in extrapolation["note"]
+        assert extrapolation["predictions"] and all(p["extrapolated"] for p in extrapolation["predictions"])
+        assert all(p["latency_s"] > 0 for p in extrapolation["predictions"])
+
+    (measurement,) = results["impact"]["measurements"]
+    assert (measurement["decoding_steps"], measurement["head_steps"]) == (2, 2)
+    assert {(p["decoding_steps"], p["head_steps"]) for p in results["impact"]["extrapolation"]["predictions"]} == {
+        (steps, 100) for steps in (2, 4, 8, 16, 32, 64)
+    }
+    assert [p["steps"] for p in results["audioldm"]["extrapolation"]["predictions"]] == [200]
+
+    comparison = results["comparison"]
+    assert [row["decoding_steps"] for row in comparison] == [2, 4, 8, 16, 32, 64]
+    for row in comparison:
+        assert row["impact_over_audioldm"] == pytest.approx(row["impact_latency_s"] / row["audioldm_latency_s"])
+        assert row["impact_source"] == row["audioldm_source"] == "extrapolated"
+    assert results["paper_reference"]["impact_base_latency_s"]["64"]["1"] == 19.8
+
+
+def test_plot_writes_png(results_path, tmp_path):
+    output = tmp_path / "latency.png"
+    result = run_script("plot_benchmark.py", results_path, "--output", output)
+    assert result.returncode == 0, result.stderr
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fp16_on_cpu_is_a_clear_error(benchmark_pipeline, capsys):
+    with pytest.raises(SystemExit):
+        benchmark_pipeline.parse_args(["--device", "cpu", "--dtype", "fp16"])
+    assert "fp16 is only supported on CUDA" in capsys.readouterr().err
+
+
+def test_extrapolation_recovers_linear_costs(benchmark_pipeline):
+    # Stage times of an exact cost model: 1 s fixed, 0.5 s per transformer iteration, 0.01 + 0.002·T s per head step.
+    measurements = [
+        {
+            "batch_size": 1,
+            "decoding_steps": steps,
+            "head_steps": head_steps,
+            "breakdown_s": {
+                "text_encoding": 0.2, "transformer": 0.5 * steps, "head": head_steps * (0.01 + 0.002 * steps),
+                "vae_decode": 0.5, "vocoder": 0.3,
+            },
+            "unaccounted_s": 0.001 * steps,
+        }
+        for steps in (2, 4)
+        for head_steps in (2, 3)
+    ]
+    extrapolation = benchmark_pipeline.extrapolate(
+        measurements, benchmark_pipeline.IMPACT_STAGE_SCALING, "decoding_steps", [{"decoding_steps": 64, "head_steps": 100}]
+    )
+    (prediction,) = extrapolation["predictions"]
+    expected = 0.2 + 0.5 * 64 + 100 * (0.01 + 0.002 * 64) + 0.5 + 0.3 + 0.001 * 64
+    assert prediction["latency_s"] == pytest.approx(expected)
+    assert prediction["breakdown_s"]["head"] == pytest.approx(100 * (0.01 + 0.002 * 64))
