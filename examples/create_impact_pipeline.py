@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     custom.add_argument("--hidden_size", type=int, default=None, help="Transformer width D.")
     custom.add_argument("--num_layers", type=int, default=None, help="Blocks of each sub-encoder (Enc_φ1, Enc_φ2).")
     custom.add_argument("--num_attention_heads", type=int, default=None)
+    custom.add_argument("--patch_size", type=int, default=4, help="Latent patch side per token (paper: 4).")
     custom.add_argument("--head_width", type=int, default=1024, help="Diffusion-head width W (paper/MAR: 1024).")
     custom.add_argument("--head_depth", type=int, default=3, help="Diffusion-head residual blocks d (paper/MAR: 3).")
     return parser.parse_args(argv)
@@ -64,6 +65,7 @@ def main(argv=None) -> None:
     sizes.update({name: value for name, value in overrides.items() if value is not None})
     transformer = ImpactTransformer(
         **sizes,
+        patch_size=args.patch_size,
         latent_channels=vae.config.latent_channels,
         latent_length=round(args.audio_length_in_s / seconds_per_latent_frame),
         latent_width=vocoder.config.model_in_dim // scale,

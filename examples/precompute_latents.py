@@ -5,11 +5,11 @@
     python examples/precompute_latents.py --pipeline ./impact-init --train_data ./audiocaps \
         --caption_column caption --output_dir ./audiocaps-latents
 
-Each clip's first 10.24 s (AudioLDM front-end: 16 kHz mono, normalised, zero-padded) is encoded and the VAE
-posterior's mean and standard deviation are stored (float16) with the captions; training draws a fresh posterior
-sample per visit (`examples/train_impact.py --train_latents ./audiocaps-latents`). Unreadable, empty or silent files
-are skipped and counted. With `--text_embeddings` every caption's text embeddings are stored as well, so training
-does not run the text encoders either.
+Each clip's first segment of the model's length (10.24 s for AudioLDM; AudioLDM front-end: 16 kHz mono,
+normalised, zero-padded) is encoded and the VAE posterior's mean and standard deviation are stored (float16) with the
+captions; training draws a fresh posterior sample per visit (`examples/train_impact.py --train_latents
+./audiocaps-latents`). Unreadable, empty or silent files are skipped and counted. With `--text_embeddings` every
+caption's text embeddings are stored as well, so training does not run the text encoders either.
 """
 
 import argparse
@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactPipeline
-from diffusers_impact.audio import mel_spectrogram
+from diffusers_impact.audio import HOP_LENGTH, mel_spectrogram
 from diffusers_impact.data import AudioCaptionDataset, collate_audio_captions, load_audio_dataset, save_latent_dataset
 
 
@@ -56,11 +56,13 @@ def encode_batches(pipeline, loader, device, skipped: Counter, text_embeddings: 
     """Yield one record per usable clip: posterior mean and std (float16), all its captions (and their embeddings)."""
     vae = pipeline.vae
     for examples in tqdm(loader, desc="Encoding"):
-        batch = collate_audio_captions(examples, generator=None, all_captions=True)
+        batch = collate_audio_captions(
+            examples, generator=None, num_samples=pipeline.num_mel_frames * HOP_LENGTH, all_captions=True
+        )
         skipped.update(batch["skipped"])
         if len(batch["waveforms"]) == 0:
             continue
-        mel = mel_spectrogram(batch["waveforms"].to(device))
+        mel = mel_spectrogram(batch["waveforms"].to(device), num_frames=pipeline.num_mel_frames)
         posterior = vae.encode(mel.to(vae.dtype)).latent_dist
         means, stds = posterior.mean.float().cpu().numpy(), posterior.std.float().cpu().numpy()
         for mean, std, captions in zip(means, stds, batch["captions"]):

@@ -39,7 +39,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactDiffHeadScheduler, ImpactPipeline
-from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, SEGMENT_FRAMES, waveform_to_latents
+from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, waveform_to_latents
 from diffusers_impact.convert_mar import convert_mar_to_impact, load_mar_checkpoint
 from diffusers_impact.data import (
     AudioCaptionDataset,
@@ -109,19 +109,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def check_audioldm_format(pipeline: ImpactPipeline) -> None:
-    """The front-end is AudioLDM's (16 kHz, hop 160, 64 mels, 10.24 s): the pipeline's components must match it."""
-    vocoder, transformer = pipeline.vocoder.config, pipeline.transformer
-    expected = (SAMPLING_RATE, HOP_LENGTH, N_MELS, SEGMENT_FRAMES)
-    found = (
-        vocoder.sampling_rate,
-        math.prod(vocoder.upsample_rates),
-        vocoder.model_in_dim,
-        transformer.config.latent_length * pipeline.vae_scale_factor,
-    )
+    """The front-end is AudioLDM's (16 kHz, hop 160, 64 mels): the pipeline's components must match it."""
+    vocoder = pipeline.vocoder.config
+    expected = (SAMPLING_RATE, HOP_LENGTH, N_MELS)
+    found = (vocoder.sampling_rate, math.prod(vocoder.upsample_rates), vocoder.model_in_dim)
     if found != expected:
         raise ValueError(
-            "Training uses AudioLDM's front-end (sampling rate, hop, mel bins, frames per clip) = "
-            f"{expected}, but this pipeline's vocoder and transformer give {found}."
+            f"Training uses AudioLDM's front-end (sampling rate, hop, mel bins) = {expected}, but this pipeline's "
+            f"vocoder gives {found}."
         )
 
 
@@ -327,10 +322,13 @@ def main(argv=None) -> None:
                     )
                     latents = (latents * pipeline.vae.config.scaling_factor).to(accelerator.device)
             else:
-                batch = collate_audio_captions(examples, numpy_generator)
+                # Segments as long as the model's output (AudioLDM: 10.24 s, 1024 mel frames).
+                batch = collate_audio_captions(examples, numpy_generator, num_samples=pipeline.num_mel_frames * HOP_LENGTH)
                 with torch.no_grad():
                     waveforms = batch["waveforms"].to(accelerator.device, frozen_dtype)
-                    latents = waveform_to_latents(pipeline.vae, waveforms, generator=torch_generator).float()
+                    latents = waveform_to_latents(
+                        pipeline.vae, waveforms, generator=torch_generator, num_frames=pipeline.num_mel_frames
+                    ).float()
             skipped.update(batch["skipped"])
             if batch["skipped"]:
                 logger.warning(f"Skipped unusable audio so far: {dict(skipped)}")

@@ -20,7 +20,16 @@ import pyarrow.parquet as pq
 import torch
 from diffusers.utils import logging
 
-from .audio import SAMPLING_RATE, SEGMENT_SAMPLES, AudioDecodeError, is_silent, load_audio, prepare_segment
+from .audio import (
+    HOP_LENGTH,
+    SAMPLING_RATE,
+    SEGMENT_SAMPLES,
+    AudioDecodeError,
+    is_silent,
+    load_audio,
+    mel_spectrogram,
+    prepare_segment,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -321,6 +330,42 @@ def collate_audio_captions(
         indices.append(example["index"])
     batch = torch.from_numpy(np.stack(waveforms)) if waveforms else torch.zeros(0, num_samples)
     return {"waveforms": batch, "captions": captions, "indices": indices, "skipped": skipped}
+
+
+def random_mel_windows(
+    dataset, batch_size: int, segment_frames: int, crop_frames: int, generator: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """
+    Random log-mel windows for training a VAE or a vocoder on the AudioLDM front-end.
+
+    `batch_size` examples are drawn (with replacement) from `dataset` ([`AudioCaptionDataset`] examples without
+    skipped audio); each is prepared as a training segment of `segment_frames` mel frames
+    ([`collate_audio_captions`]: random crop, centring, peak 0.5, zero padding), its log-mel spectrogram computed,
+    and a random window of `crop_frames` frames cut out of it. Frame t is centred on sample t · 160, so the window
+    starting at frame s covers samples [s · 160, (s + crop_frames) · 160) of its segment.
+
+    Returns:
+        `tuple`: the windows `(batch_size, 1, crop_frames, 64)`, the segments' waveforms
+        `(batch_size, segment_frames · 160)` and the windows' first frames `(batch_size,)`.
+
+    Example:
+
+    ```py
+    >>> import numpy as np
+    >>> from diffusers_impact.data import random_mel_windows
+
+    >>> examples = [{"index": 0, "waveform": np.random.randn(8000), "captions": [], "skip_reason": None}]
+    >>> windows, waveforms, starts = random_mel_windows(examples, 3, 64, 16, np.random.default_rng(0))
+    >>> windows.shape, waveforms.shape, starts.shape
+    (torch.Size([3, 1, 16, 64]), torch.Size([3, 10240]), (3,))
+    ```
+    """
+    examples = [dataset[int(index)] for index in generator.integers(len(dataset), size=batch_size)]
+    waveforms = collate_audio_captions(examples, generator, num_samples=segment_frames * HOP_LENGTH)["waveforms"]
+    mels = mel_spectrogram(waveforms, num_frames=segment_frames)
+    starts = generator.integers(0, segment_frames - crop_frames + 1, size=len(mels))
+    windows = torch.stack([mel[:, start : start + crop_frames] for mel, start in zip(mels, starts)])
+    return windows, waveforms, starts
 
 
 # ------------------------------------------------------------------------------------------ pre-computed latents
