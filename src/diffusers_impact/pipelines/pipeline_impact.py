@@ -60,9 +60,10 @@ class ImpactPipeline(DiffusionPipeline):
     Args:
         vae ([`~diffusers.AutoencoderKL`]): AudioLDM VAE between mel spectrograms and latents.
         vocoder ([`~transformers.SpeechT5HifiGan`]): HiFi-GAN vocoder from mel spectrograms to waveforms.
-        text_encoder ([`~transformers.PreTrainedModel`]): Text encoder whose `last_hidden_state` is the text token
-            sequence (Flan-T5's [`~transformers.T5EncoderModel`] in the paper; any encoder works).
-        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): Tokenizer of `text_encoder`.
+        text_encoder ([`~transformers.PreTrainedModel`], *optional*): Text encoder whose `last_hidden_state` is the
+            text token sequence (Flan-T5's [`~transformers.T5EncoderModel`] in the paper; any encoder works, e.g. the
+            BERT-style all-MiniLM-L6-v2 of the embedded default model). Needed for `prompt`, not for `prompt_embeds`.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*): Tokenizer of `text_encoder`.
         transformer ([`ImpactTransformer`]): The transformer-based latent encoder.
         diff_head ([`ImpactDiffHead`]): The per-token diffusion head.
         scheduler ([`ImpactMaskScheduler`]): Decoding schedule: positions per iteration and guidance schedule.
@@ -86,15 +87,16 @@ class ImpactPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->clap_text_encoder->transformer->diff_head->vae->vocoder"
-    _optional_components = ["clap_text_encoder", "clap_tokenizer"]
+    # A folder may leave the text encoder out when a package provides it (the embedded default model does).
+    _optional_components = ["text_encoder", "tokenizer", "clap_text_encoder", "clap_tokenizer"]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
         self,
         vae: AutoencoderKL,
         vocoder: SpeechT5HifiGan,
-        text_encoder: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
+        text_encoder: PreTrainedModel | None,
+        tokenizer: PreTrainedTokenizerBase | None,
         transformer: ImpactTransformer,
         diff_head: ImpactDiffHead,
         scheduler: ImpactMaskScheduler,
@@ -125,6 +127,11 @@ class ImpactPipeline(DiffusionPipeline):
         """Audio seconds covered by one VAE latent frame (AudioLDM: 4 mel frames of 10 ms)."""
         vocoder_upsample_factor = math.prod(self.vocoder.config.upsample_rates) / self.vocoder.config.sampling_rate
         return self.vae_scale_factor * vocoder_upsample_factor
+
+    @property
+    def num_mel_frames(self) -> int:
+        """Mel-spectrogram frames of one generated clip, and of one training segment (AudioLDM: 1024)."""
+        return self.transformer.config.latent_length * self.vae_scale_factor
 
     @property
     def max_audio_length_in_s(self) -> float:
@@ -420,6 +427,12 @@ class ImpactPipeline(DiffusionPipeline):
                     f"`negative_prompt_embeds` has batch size {negative_batch} but the prompts have {batch_size}."
                 )
         needs_text_encoding = prompt is not None or negative_prompt is not None
+        if needs_text_encoding and (self.text_encoder is None or self.tokenizer is None):
+            raise ValueError(
+                "This pipeline was loaded without a `text_encoder`/`tokenizer` (its folder does not contain them): "
+                "pass them to `from_pretrained(..., text_encoder=..., tokenizer=...)`, or pass `prompt_embeds`. The "
+                "embedded default model loads with `diffusers_impact.load_default_pipeline()`."
+            )
         if needs_text_encoding and self.transformer.config.pooled_text_embed_dim and self.clap_text_encoder is None:
             raise ValueError(
                 "This transformer takes a pooled (CLAP) text embedding but the pipeline has no `clap_text_encoder`: "
