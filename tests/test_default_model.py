@@ -1,0 +1,81 @@
+"""The embedded default model: it loads offline, its folder leaves the text encoder out, and text controls its output."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffusers_impact import ImpactPipeline
+from diffusers_impact.pretrained import DEFAULT_MODEL_PATH, load_default_pipeline
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_folder_is_small_and_has_no_text_encoder():
+    files = [path for path in DEFAULT_MODEL_PATH.rglob("*") if path.is_file()]
+    assert sum(path.stat().st_size for path in files) < 12 * 2**20  # float16 weights, about 11 MB
+    model_index = json.loads((DEFAULT_MODEL_PATH / "model_index.json").read_text())
+    assert model_index["text_encoder"] == [None, None] and model_index["tokenizer"] == [None, None]
+    assert not (DEFAULT_MODEL_PATH / "text_encoder").exists()
+    assert "ten recorded animal sounds" in (DEFAULT_MODEL_PATH / "README.md").read_text()  # its filled-in card
+
+
+def test_loading_without_the_text_encoder_explains_how_to_add_it():
+    pipe = ImpactPipeline.from_pretrained(DEFAULT_MODEL_PATH)
+    with pytest.raises(ValueError, match="load_default_pipeline"):
+        pipe("a dog barking", num_inference_steps=2)
+
+
+def test_same_seed_same_audio_and_prompts_differ():
+    pipe = load_default_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+
+    def generate(prompt, seed):
+        generator = torch.Generator().manual_seed(seed)
+        return pipe(prompt, num_inference_steps=4, num_diffusion_steps=10, generator=generator).audios[0]
+
+    dog = generate("a dog barking", 0)
+    assert dog.shape == (81920,) and np.isfinite(dog).all()
+    np.testing.assert_array_equal(dog, generate("a dog barking", 0))
+    assert np.abs(dog - generate("a cow mooing", 0)).max() > 0.01
+
+
+def test_demo_evaluation_runs_and_reports(tmp_path):
+    """examples/evaluate_demo.py on a quick setting: valid outputs (finite, not silent, all different), a full report.
+
+    The issue's accuracy targets (≥ 9/10 captions, ≥ 8/10 paraphrases) are not met by the current default model;
+    they are asserted once a model that meets them is embedded.
+    """
+    evaluate_demo = load_example("evaluate_demo")
+    code = evaluate_demo.main(["--num_inference_steps", "8", "--num_diffusion_steps", "25", "--output_dir", str(tmp_path)])
+    assert code == 0  # every output finite, not silent, and different from the others
+    results = json.loads((tmp_path / "results.json").read_text())
+    for name in ("training captions", "unseen paraphrases"):
+        assert results[name]["total"] == 10 and len(results[name]["predictions"]) == 10
+    assert np.isfinite(results["frechet_distance"]) and results["frechet_distance"] > 0
+    assert len(list(tmp_path.glob("*.wav"))) == 20
+    assert (tmp_path / "mel_comparison.png").stat().st_size > 0
+
+
+def test_acoustic_features_ignore_silence_and_position():
+    """A call shifted in time, or padded with more silence, keeps its features; another sound does not."""
+    features = load_example("evaluate_demo").acoustic_features
+    time = np.arange(16000) / 16000
+    call = np.sin(2 * np.pi * 440 * time) * np.hanning(16000)
+    early, late = np.zeros((2, 48000))
+    early[1000:17000], late[30000:46000] = call, call
+    other = np.zeros(48000)
+    other[1000:17000] = np.sin(2 * np.pi * 2000 * time) * np.hanning(16000)
+    early_features, late_features, other_features = features(np.stack([early, late, other]))
+    assert np.abs(early_features - late_features).max() < 0.05
+    assert np.abs(early_features - other_features).max() > 1.0
