@@ -26,11 +26,7 @@ from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
 from diffusers_impact.audio import SEGMENT_FRAMES
-from diffusers_impact.data import (
-    AudioCaptionDataset,
-    load_audio_dataset,
-    random_mel_windows,
-)
+from diffusers_impact.data import load_usable_audio, random_mel_windows
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,11 +60,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     generator = np.random.default_rng(args.seed)
-    dataset = AudioCaptionDataset(load_audio_dataset(args.train_data, args.split, args.audio_column, caption_column=None))
-    usable = [index for index in range(len(dataset)) if dataset[index]["skip_reason"] is None]
-    if not usable:
-        raise ValueError(f"No usable audio in {args.train_data}.")
-    dataset = torch.utils.data.Subset(dataset, usable)
+    dataset = load_usable_audio(args.train_data, args.split, args.audio_column)
 
     vae = AutoencoderKL(
         in_channels=1,

@@ -23,18 +23,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
-from diffusers_impact.audio import (
-    HOP_LENGTH,
-    N_MELS,
-    SAMPLING_RATE,
-    SEGMENT_FRAMES,
-    mel_spectrogram,
-)
-from diffusers_impact.data import (
-    AudioCaptionDataset,
-    load_audio_dataset,
-    random_mel_windows,
-)
+from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, SEGMENT_FRAMES, mel_spectrogram
+from diffusers_impact.data import load_usable_audio, random_mel_windows
 
 # (n_fft, hop, window) of the multi-resolution STFT loss (Parallel WaveGAN's three resolutions).
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
@@ -83,11 +73,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     generator = np.random.default_rng(args.seed)
-    dataset = AudioCaptionDataset(load_audio_dataset(args.train_data, args.split, args.audio_column, caption_column=None))
-    usable = [index for index in range(len(dataset)) if dataset[index]["skip_reason"] is None]
-    if not usable:
-        raise ValueError(f"No usable audio in {args.train_data}.")
-    dataset = torch.utils.data.Subset(dataset, usable)
+    dataset = load_usable_audio(args.train_data, args.split, args.audio_column)
 
     config = SpeechT5HifiGanConfig(
         model_in_dim=N_MELS,

@@ -332,6 +332,38 @@ def collate_audio_captions(
     return {"waveforms": batch, "captions": captions, "indices": indices, "skipped": skipped}
 
 
+def load_usable_audio(source: str | os.PathLike, split: str = "train", audio_column: str = "audio"):
+    """
+    The decodable, non-silent clips of an audio dataset, for training the VAE or the vocoder (captions unused).
+
+    Every file is read once here: unreadable, empty and silent ones are left out (see [`AudioCaptionDataset`]), and a
+    dataset without any usable clip is an error.
+
+    Returns:
+        `torch.utils.data.Subset` of [`AudioCaptionDataset`] examples.
+
+    Example:
+
+    ```py
+    >>> import os, tempfile
+    >>> import numpy as np, soundfile
+    >>> from diffusers_impact.data import load_usable_audio
+
+    >>> folder = tempfile.mkdtemp()
+    >>> soundfile.write(os.path.join(folder, "tone.wav"), np.sin(np.arange(16000) / 10), 16000)
+    >>> soundfile.write(os.path.join(folder, "silence.wav"), np.zeros(16000), 16000)
+    >>> clips = load_usable_audio(folder)
+    >>> len(clips), clips[0]["waveform"].shape
+    (1, (16000,))
+    ```
+    """
+    dataset = AudioCaptionDataset(load_audio_dataset(source, split, audio_column, caption_column=None))
+    usable = [index for index in range(len(dataset)) if dataset[index]["skip_reason"] is None]
+    if not usable:
+        raise ValueError(f"No usable audio in {source}: every file is unreadable, empty or silent.")
+    return torch.utils.data.Subset(dataset, usable)
+
+
 def random_mel_windows(
     dataset, batch_size: int, segment_frames: int, crop_frames: int, generator: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
