@@ -425,9 +425,9 @@ def instrument_impact(pipe: ImpactPipeline, device: torch.device) -> StageTimer:
     """Stages: text encoding (tokenizers, Flan-T5, CLAP), transformer forwards, head sampling loops (head forwards and
     head-scheduler steps), VAE decode, vocoder (including the copy of the waveforms to the CPU)."""
     timer = StageTimer(["text_encoding", "transformer", "head", "vae_decode", "vocoder"], device)
-    timer.instrument(pipe, "_encode_text", "text_encoding")
+    timer.instrument(pipe, "encode_prompt", "text_encoding")
     timer.instrument(pipe.transformer, "forward", "transformer")
-    timer.instrument(pipe, "_sample_tokens", "head")
+    timer.instrument(pipe, "sample_tokens", "head")
     timer.instrument(pipe, "decode_latents", "vae_decode")
     timer.instrument(pipe, "mel_spectrogram_to_waveform", "vocoder")
     return timer

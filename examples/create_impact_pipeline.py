@@ -12,21 +12,21 @@ the optional CLAP text encoder are loaded from their folders or Hub ids; the tra
 """
 
 import argparse
-import math
 
 from diffusers import AutoencoderKL
-from transformers import AutoConfig, AutoModel, AutoTokenizer, ClapTextModelWithProjection, SpeechT5HifiGan, T5EncoderModel
+from transformers import AutoConfig, AutoModel, AutoTokenizer, ClapTextModelWithProjection, T5EncoderModel
 
 from diffusers_impact import ImpactDiffHead, ImpactDiffHeadScheduler, ImpactMaskScheduler, ImpactPipeline, ImpactTransformer
 from diffusers_impact.configs import IMPACT_TRANSFORMER_CONFIGS
 from diffusers_impact.convert_mar import convert_mar_to_impact, load_mar_checkpoint
+from diffusers_impact.models import load_vocoder, vocoder_front_end
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--size", choices=sorted(IMPACT_TRANSFORMER_CONFIGS), default="base")
-    parser.add_argument("--audioldm", required=True, help="Folder or Hub id with `vae/` and `vocoder/` (AudioLDM).")
+    parser.add_argument("--audioldm", required=True, help="Folder or Hub id with `vae/` and `vocoder/` (AudioLDM; the vocoder may be a `GriffinLimVocoder`).")
     parser.add_argument("--text_encoder", required=True, help="Text encoder folder or Hub id (e.g. google/flan-t5-large).")
     parser.add_argument("--clap", default=None, help="CLAP folder or Hub id for the pooled condition (optional).")
     parser.add_argument("--max_text_length", type=int, default=77, help="Longest text token sequence (paper: 77).")
@@ -51,14 +51,15 @@ def load_text_encoder(name_or_path: str):
 def main(argv=None) -> None:
     args = parse_args(argv)
     vae = AutoencoderKL.from_pretrained(args.audioldm, subfolder="vae")
-    vocoder = SpeechT5HifiGan.from_pretrained(args.audioldm, subfolder="vocoder")
+    vocoder = load_vocoder(args.audioldm)  # HiFi-GAN, or a `GriffinLimVocoder`
     text_encoder, tokenizer = load_text_encoder(args.text_encoder)
     clap_text_encoder = clap_tokenizer = None
     if args.clap:
         clap_text_encoder = ClapTextModelWithProjection.from_pretrained(args.clap)
         clap_tokenizer = AutoTokenizer.from_pretrained(args.clap)
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    seconds_per_latent_frame = scale * math.prod(vocoder.config.upsample_rates) / vocoder.config.sampling_rate
+    sampling_rate, hop_length, num_mel_bins = vocoder_front_end(vocoder)
+    seconds_per_latent_frame = scale * hop_length / sampling_rate
     sizes = dict(IMPACT_TRANSFORMER_CONFIGS[args.size])
     overrides = {"hidden_size": args.hidden_size, "num_encoder_layers": args.num_layers,
                  "num_decoder_layers": args.num_layers, "num_attention_heads": args.num_attention_heads}
@@ -68,7 +69,7 @@ def main(argv=None) -> None:
         patch_size=args.patch_size,
         latent_channels=vae.config.latent_channels,
         latent_length=round(args.audio_length_in_s / seconds_per_latent_frame),
-        latent_width=vocoder.config.model_in_dim // scale,
+        latent_width=num_mel_bins // scale,
         text_embed_dim=text_encoder.config.hidden_size,
         max_text_length=args.max_text_length,
         pooled_text_embed_dim=clap_text_encoder.config.projection_dim if clap_text_encoder is not None else None,

@@ -35,6 +35,7 @@ from diffusers_impact.audio import (
     prepare_segment,
 )
 from diffusers_impact.evaluation import frechet_distance_from_features
+from diffusers_impact.pretrained import DEFAULT_MODEL_CALL_KWARGS
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "animal_sounds"
 ACTIVE_RANGE = np.log(10 ** (40 / 20))  # 40 dB in natural-log magnitude units
@@ -44,8 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default=None, help="ImpactPipeline folder (default: the embedded model).")
     parser.add_argument("--assets", default=str(ASSETS), help="Folder with the recordings and caption files.")
-    parser.add_argument("--num_inference_steps", type=int, default=32)
-    parser.add_argument("--num_diffusion_steps", type=int, default=100)
+    parser.add_argument("--num_inference_steps", type=int, default=DEFAULT_MODEL_CALL_KWARGS["num_inference_steps"])
+    parser.add_argument("--num_diffusion_steps", type=int, default=DEFAULT_MODEL_CALL_KWARGS["num_diffusion_steps"])
     parser.add_argument("--guidance_scale", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Write the WAVs, results.json and mel_comparison.png.")

@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -49,6 +48,7 @@ from diffusers_impact.data import (
     load_audio_dataset,
     load_latent_dataset,
 )
+from diffusers_impact.models import vocoder_front_end
 from diffusers_impact.training_utils import masked_generative_loss
 from diffusers_impact.visualization import save_mel_spectrograms_png
 
@@ -110,9 +110,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_audioldm_format(pipeline: ImpactPipeline) -> None:
     """The front-end is AudioLDM's (16 kHz, hop 160, 64 mels): the pipeline's components must match it."""
-    vocoder = pipeline.vocoder.config
     expected = (SAMPLING_RATE, HOP_LENGTH, N_MELS)
-    found = (vocoder.sampling_rate, math.prod(vocoder.upsample_rates), vocoder.model_in_dim)
+    found = vocoder_front_end(pipeline.vocoder)
     if found != expected:
         raise ValueError(
             f"Training uses AudioLDM's front-end (sampling rate, hop, mel bins) = {expected}, but this pipeline's "

@@ -11,7 +11,9 @@ The vocoder turns the VAE's log-mel spectrograms (`diffusers_impact.audio.mel_sp
 The generator is HiFi-GAN's (upsampling rates multiplying to the hop, 160); the discriminators are left out for a
 short CPU budget, so the loss is spectral only: a multi-resolution STFT loss (spectral convergence + log-magnitude
 L1, Parallel WaveGAN / HiFi-GAN's mel loss family) plus the L1 distance of the AudioLDM log-mel spectrograms. Expect
-a slightly buzzy timbre compared with an adversarially trained HiFi-GAN.
+a slightly buzzy timbre compared with an adversarially trained HiFi-GAN. At the default size, 2000 steps (12 minutes
+on a 2-core CPU) do not come close enough to the mel spectrogram for the embedded default model, which uses a
+non-learned `GriffinLimVocoder` instead (`examples/train_default_model.py` gives the measurement).
 """
 
 import argparse

@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,21 @@ def test_extrapolation_recovers_linear_costs(benchmark_pipeline):
     expected = 0.2 + 0.5 * 64 + 100 * (0.01 + 0.002 * 64) + 0.5 + 0.3 + 0.001 * 64
     assert prediction["latency_s"] == pytest.approx(expected)
     assert prediction["breakdown_s"]["head"] == pytest.approx(100 * (0.01 + 0.002 * 64))
+
+
+def test_readme_cpu_table_is_the_committed_json():
+    """Every row of the README's CPU latency table equals `benchmarks/results/cpu_b1_head100.json` (to 0.1 s)."""
+    readme = (BENCHMARKS.parent / "README.md").read_text()
+    results = json.loads((BENCHMARKS / "results" / "cpu_b1_head100.json").read_text())
+    row_pattern = re.compile(
+        r"^\| (\d+) \| \**([\d.]+) s \((measured|extrapolated)\)\** \| ([\d.]+) s \((measured|extrapolated)\) \| ([\d.]+) \|$",
+        re.MULTILINE,
+    )
+    rows = {int(match[0]): match[1:] for match in row_pattern.findall(readme)}
+    comparison = {row["decoding_steps"]: row for row in results["comparison"] if row["batch_size"] == 1}
+    assert rows.keys() == comparison.keys()
+    for steps, (impact, impact_source, audioldm, audioldm_source, ratio) in rows.items():
+        row = comparison[steps]
+        assert (impact_source, audioldm_source) == (row["impact_source"], row["audioldm_source"])
+        assert float(impact) == round(row["impact_latency_s"], 1) and float(audioldm) == round(row["audioldm_latency_s"], 1)
+        assert float(ratio) == round(row["impact_over_audioldm"], 2)

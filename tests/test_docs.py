@@ -8,6 +8,7 @@ import pytest
 MODULES = [
     "diffusers_impact.models.transformer_impact",
     "diffusers_impact.models.diff_head_impact",
+    "diffusers_impact.models.vocoder_griffin_lim",
     "diffusers_impact.schedulers.scheduling_impact_mask",
     "diffusers_impact.schedulers.scheduling_impact_diff_head",
     "diffusers_impact.pipelines.pipeline_impact",

