@@ -13,6 +13,7 @@ the optional CLAP text encoder are loaded from their folders or Hub ids; the tra
 
 import argparse
 
+import torch
 from diffusers import AutoencoderKL
 from transformers import AutoConfig, AutoModel, AutoTokenizer, ClapTextModelWithProjection, T5EncoderModel
 
@@ -32,6 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_text_length", type=int, default=77, help="Longest text token sequence (paper: 77).")
     parser.add_argument("--audio_length_in_s", type=float, default=10.24, help="Generated length (paper: 10.24 s).")
     parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint to initialise from (App. D.3).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the new transformer's and head's initial weights.")
     custom = parser.add_argument_group("custom sizes (override --size and the head's defaults)")
     custom.add_argument("--hidden_size", type=int, default=None, help="Transformer width D.")
     custom.add_argument("--num_layers", type=int, default=None, help="Blocks of each sub-encoder (Enc_φ1, Enc_φ2).")
@@ -60,6 +62,7 @@ def main(argv=None) -> None:
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     sampling_rate, hop_length, num_mel_bins = vocoder_front_end(vocoder)
     seconds_per_latent_frame = scale * hop_length / sampling_rate
+    torch.manual_seed(args.seed)  # the initial weights: the same pipeline for the same seed
     sizes = dict(IMPACT_TRANSFORMER_CONFIGS[args.size])
     overrides = {"hidden_size": args.hidden_size, "num_encoder_layers": args.num_layers,
                  "num_decoder_layers": args.num_layers, "num_attention_heads": args.num_attention_heads}

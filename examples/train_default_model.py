@@ -261,7 +261,7 @@ def main(argv=None) -> None:
         EXAMPLES / "create_impact_pipeline.py", "--output_dir", initial, "--audioldm", components,
         "--text_encoder", minilm_model_path(), "--max_text_length", 32, "--audio_length_in_s", SEGMENT_SAMPLES / 16000,
         "--hidden_size", 192, "--num_layers", 3, "--num_attention_heads", 4, "--patch_size", 4,
-        "--head_width", 256, "--head_depth", 3,
+        "--head_width", 256, "--head_depth", 3, "--seed", args.seed,
     ], timings)
     run_stage("latents", [EXAMPLES / "precompute_latents.py", "--pipeline", initial, "--train_data", data,
                           "--caption_column", "caption", "--text_embeddings", "--output_dir", latents], timings)

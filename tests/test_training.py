@@ -187,13 +187,22 @@ def test_create_impact_pipeline_assembles_components_from_folders(tmp_path):
     for name, model, tokenizer in (("t5", "text_encoder", "tokenizer"), ("clap", "clap_text_encoder", "clap_tokenizer")):
         components[model].save_pretrained(tmp_path / name)
         components[tokenizer].save_pretrained(tmp_path / name)
-    result = run_script(
+    command = [
         "create_impact_pipeline.py", "--output_dir", tmp_path / "init", "--audioldm", tmp_path / "audioldm",
         "--text_encoder", tmp_path / "t5", "--clap", tmp_path / "clap", "--hidden_size", 32, "--num_layers", 1,
         "--num_attention_heads", 2, "--head_width", 48, "--head_depth", 2,
-    )
+    ]
+    result = run_script(*command)
     assert result.returncode == 0, result.stderr[-3000:]
     pipe = ImpactPipeline.from_pretrained(tmp_path / "init")
+    # The initial weights follow --seed (default 0): the same seed gives the same pipeline, another seed another one.
+    for seed, same in ((0, True), (1, False)):
+        again = run_script(*command[:2], tmp_path / f"seed{seed}", *command[3:], "--seed", seed)
+        assert again.returncode == 0, again.stderr[-3000:]
+        other = ImpactPipeline.from_pretrained(tmp_path / f"seed{seed}")
+        for model in ("transformer", "diff_head"):
+            weights, other_weights = getattr(pipe, model).state_dict(), getattr(other, model).state_dict()
+            assert all(torch.equal(weights[name], other_weights[name]) for name in weights) == same, (seed, model)
     config = pipe.transformer.config
     assert (config.latent_channels, config.latent_length, config.latent_width) == (8, 256, 16)
     assert (config.hidden_size, config.num_encoder_layers, config.text_embed_dim, config.pooled_text_embed_dim) == (32, 1, 16, 8)
