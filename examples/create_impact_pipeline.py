@@ -7,7 +7,8 @@
         [--init_from_mar mar_base.pth]
 
 The AudioLDM VAE and HiFi-GAN vocoder, the text encoder (Flan-T5 in the paper; any transformers encoder works) and
-the optional CLAP text encoder are loaded from their folders or Hub ids; the transformer and diffusion head are new
+the optional CLAP text encoder (or, with `--pooled_from_text_encoder`, the text encoder's mean-pooled sentence embedding
+as the pooled condition) are loaded from their folders or Hub ids; the transformer and diffusion head are new
 (paper sizes `base` / `large`, §4.2), optionally initialised from a MAR checkpoint (App. D.3).
 """
 
@@ -30,6 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--audioldm", required=True, help="Folder or Hub id with `vae/` and `vocoder/` (AudioLDM; the vocoder may be a `GriffinLimVocoder`).")
     parser.add_argument("--text_encoder", required=True, help="Text encoder folder or Hub id (e.g. google/flan-t5-large).")
     parser.add_argument("--clap", default=None, help="CLAP folder or Hub id for the pooled condition (optional).")
+    parser.add_argument("--pooled_from_text_encoder", action="store_true",
+                        help="Pooled condition without CLAP: the unit-norm mean of the text encoder's token states "
+                             "(sentence-transformers pooling, e.g. for all-MiniLM-L6-v2).")
     parser.add_argument("--max_text_length", type=int, default=77, help="Longest text token sequence (paper: 77).")
     parser.add_argument("--audio_length_in_s", type=float, default=10.24, help="Generated length (paper: 10.24 s).")
     parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint to initialise from (App. D.3).")
@@ -41,7 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     custom.add_argument("--patch_size", type=int, default=4, help="Latent patch side per token (paper: 4).")
     custom.add_argument("--head_width", type=int, default=1024, help="Diffusion-head width W (paper/MAR: 1024).")
     custom.add_argument("--head_depth", type=int, default=3, help="Diffusion-head residual blocks d (paper/MAR: 3).")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.clap and args.pooled_from_text_encoder:
+        parser.error("Pass at most one of --clap and --pooled_from_text_encoder: there is one pooled condition.")
+    return args
 
 
 def load_text_encoder(name_or_path: str):
@@ -75,7 +82,8 @@ def main(argv=None) -> None:
         latent_width=num_mel_bins // scale,
         text_embed_dim=text_encoder.config.hidden_size,
         max_text_length=args.max_text_length,
-        pooled_text_embed_dim=clap_text_encoder.config.projection_dim if clap_text_encoder is not None else None,
+        pooled_text_embed_dim=(clap_text_encoder.config.projection_dim if clap_text_encoder is not None
+                               else text_encoder.config.hidden_size if args.pooled_from_text_encoder else None),
     )
     diff_head = ImpactDiffHead(
         in_channels=transformer.config.latent_channels * transformer.config.patch_size**2,
@@ -96,6 +104,7 @@ def main(argv=None) -> None:
         head_scheduler=ImpactDiffHeadScheduler(),
         clap_text_encoder=clap_text_encoder,
         clap_tokenizer=clap_tokenizer,
+        pooled_text_embedding="text_encoder_mean" if args.pooled_from_text_encoder else "clap",
     )
     pipeline.save_pretrained(args.output_dir)
     total = sum(p.numel() for p in transformer.parameters()) + sum(p.numel() for p in diff_head.parameters())

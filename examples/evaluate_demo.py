@@ -5,8 +5,8 @@
     python examples/evaluate_demo.py [--pipeline ./impact-animals/pipeline] [--output_dir ./evaluation]
 
 With fixed seeds, one clip is generated for a training caption of each of the ten sounds (the first caption of
-`assets/animal_sounds/captions.json`) and one for a paraphrase that never appeared in training
-(`paraphrases.json`). Each output is classified by its nearest real recording in a fixed acoustic feature space:
+`assets/animal_sounds/captions.json`) and one for each of the three paraphrases per sound that never appeared in
+training (`paraphrases.json`: 30 prompts, new words such as "a kitten mewing", "a bull bellowing"). Each output is classified by its nearest real recording in a fixed acoustic feature space:
 the mean and standard deviation of every log-mel band over the clip's active frames (those within 40 dB of its
 loudest frame), so silence and the position of the call do not count. Printed: accuracy on both sets, the confusion
 table, and the Fréchet distance between the generated and the real feature sets. Every output must be finite,
@@ -104,9 +104,13 @@ def main(argv=None) -> int:
     real = np.stack([prepare_segment(load_audio(assets / f"{sound}.mp3"), num_samples=num_samples) for sound in sounds])
     real_features = acoustic_features(real)
 
-    prompt_sets = {"training captions": [captions[sound][0] for sound in sounds],
-                   "unseen paraphrases": [paraphrases[sound] for sound in sounds]}
-    prompts = [prompt for prompt_set in prompt_sets.values() for prompt in prompt_set]
+    # prompt set → (prompt, index of the sound asked for) pairs
+    prompt_sets = {
+        "training captions": [(captions[sound][0], target) for target, sound in enumerate(sounds)],
+        "unseen paraphrases": [(text, target) for target, sound in enumerate(sounds) for text in paraphrases[sound]],
+    }
+    prompts = [prompt for prompt_set in prompt_sets.values() for prompt, _ in prompt_set]
+    targets = [target for prompt_set in prompt_sets.values() for _, target in prompt_set]
     start = time.perf_counter()
     audio = pipeline(
         prompts,
@@ -128,16 +132,20 @@ def main(argv=None) -> int:
     generated_features = acoustic_features(audio)
     distances = ((generated_features[:, None] - real_features[None]) ** 2).sum(-1)
     predictions = distances.argmin(axis=1).tolist()
-    targets = list(range(len(sounds))) * len(prompt_sets)
     results = {"generation_seconds": round(seconds, 2), "num_prompts": len(prompts), "settings": vars(args) | {"pipeline": args.pipeline}}
-    for offset, (name, prompt_set) in zip(range(0, len(prompts), len(sounds)), prompt_sets.items()):
-        correct = sum(predictions[offset + k] == k for k in range(len(sounds)))
+    offset = 0
+    for name, prompt_set in prompt_sets.items():
+        predicted = predictions[offset : offset + len(prompt_set)]
+        correct = sum(prediction == target for prediction, (_, target) in zip(predicted, prompt_set))
         results[name] = {
             "correct": correct,
-            "total": len(sounds),
-            "predictions": {prompt: sounds[predictions[offset + k]] for k, prompt in enumerate(prompt_set)},
+            "total": len(prompt_set),
+            "predictions": {prompt: sounds[prediction] for prediction, (prompt, _) in zip(predicted, prompt_set)},
+            "missed": {prompt: {"asked_for": sounds[target], "classified_as": sounds[prediction]}
+                       for prediction, (prompt, target) in zip(predicted, prompt_set) if prediction != target},
         }
-        print(f"{name}: {correct}/{len(sounds)} classified as the sound asked for")
+        print(f"{name}: {correct}/{len(prompt_set)} classified as the sound asked for")
+        offset += len(prompt_set)
     results["frechet_distance"] = frechet_distance_from_features(generated_features, real_features)
     print("\nConfusion table (rows: sound asked for, columns: nearest real recording), both prompt sets:")
     print(confusion_table(sounds, targets, predictions))
@@ -156,7 +164,7 @@ def main(argv=None) -> int:
         real_mels = mel_spectrogram(torch.from_numpy(real), num_frames=pipeline.num_mel_frames)[:, 0]
         generated_mels = mel_spectrogram(torch.from_numpy(audio[: len(sounds)]), num_frames=pipeline.num_mel_frames)[:, 0]
         panels = torch.stack([mel for pair in zip(real_mels, generated_mels) for mel in pair]).numpy()
-        titles = [title for sound, prompt in zip(sounds, prompt_sets["training captions"])
+        titles = [title for sound, (prompt, _) in zip(sounds, prompt_sets["training captions"])
                   for title in (f"real recording: {sound}", f"generated: “{prompt}”")]
         save_mel_spectrograms_png(panels, titles, output_dir / "mel_comparison.png", columns=2)
     return 0

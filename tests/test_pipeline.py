@@ -354,18 +354,64 @@ def test_temperature_zero_removes_the_injected_noise(pipe):
     assert (first - pipe(**inputs(output_type="latent")).audios).abs().max() > 1e-4
 
 
-def test_any_transformers_encoder_with_last_hidden_state_works():
-    """A BERT-style encoder (e.g. MiniLM) instead of T5."""
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "dog", "barking", "rain"]
+def bert_components(pooled_text_embed_dim=None) -> dict:
+    """Tiny components with a BERT-style text encoder (as all-MiniLM-L6-v2) of width 16 instead of T5, no CLAP."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "dog", "barking", "rain", "loud"]
     components = tiny_impact_components(with_clap=False)
     components["tokenizer"] = BertTokenizer(vocab={w: i for i, w in enumerate(words)})
     components["text_encoder"] = BertModel(
         BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     ).eval()
-    pipe = ImpactPipeline(**components)
+    config = dict(components["transformer"].config)
+    components["transformer"] = ImpactTransformer.from_config(config, pooled_text_embed_dim=pooled_text_embed_dim).eval()
+    return components
+
+
+def test_any_transformers_encoder_with_last_hidden_state_works():
+    """A BERT-style encoder (e.g. MiniLM) instead of T5."""
+    pipe = ImpactPipeline(**bert_components())
     pipe.set_progress_bar_config(disable=True)
     dog, rain = (pipe(**inputs(prompt=p, output_type="latent")).audios for p in ("a dog barking", "rain"))
     assert torch.isfinite(dog).all() and (dog - rain).abs().max() > 1e-3
+
+
+def test_pooled_condition_from_the_text_encoder_is_its_unit_norm_mean_over_real_tokens(tmp_path):
+    """`pooled_text_embedding="text_encoder_mean"`: sentence-transformers pooling, no CLAP needed, kept on save."""
+    pipe = ImpactPipeline(**bert_components(pooled_text_embed_dim=16), pooled_text_embedding="text_encoder_mean")
+    pipe.set_progress_bar_config(disable=True)
+    prompts = ["rain", "a loud dog barking"]  # "rain" is padded with three [PAD] tokens in the batch
+    _, mask, pooled, *_ = pipe.encode_prompt(prompts, torch.device("cpu"), do_classifier_free_guidance=False)
+    assert mask.sum(1).tolist() == [3, 6]
+    for prompt, row in zip(prompts, pooled):
+        ids = pipe.tokenizer(prompt, return_tensors="pt").input_ids  # alone: no padding at all
+        states = pipe.text_encoder(ids).last_hidden_state[0].double()
+        expected = states.mean(0) / states.mean(0).norm()
+        torch.testing.assert_close(row.double(), expected, rtol=1e-5, atol=1e-6)
+    # The pooled embedding reaches the transformer: changing it changes the output.
+    embeds, mask, pooled, *_ = pipe.encode_prompt("a dog barking", torch.device("cpu"), do_classifier_free_guidance=False)
+    outputs = [
+        pipe(**inputs(prompt=None, prompt_embeds=embeds, prompt_attention_mask=mask, pooled_prompt_embeds=p,
+                      output_type="latent")).audios
+        for p in (pooled, -pooled)
+    ]
+    assert (outputs[0] - outputs[1]).abs().max() > 1e-3
+    np.testing.assert_array_equal(pipe(**inputs(output_type="latent")).audios, outputs[0])
+
+    pipe.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "model_index.json").read_text())["pooled_text_embedding"] == "text_encoder_mean"
+    loaded = ImpactPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.pooled_text_embedding == "text_encoder_mean" and loaded.clap_text_encoder is None
+    np.testing.assert_array_equal(loaded(**inputs()).audios, pipe(**inputs()).audios)
+
+
+@pytest.mark.parametrize(
+    "pooled_text_embed_dim, source, match",
+    [(16, "mean", "must be one of"), (8, "text_encoder_mean", "pooled_text_embed_dim")],
+)
+def test_a_bad_pooled_text_embedding_setting_is_refused(pooled_text_embed_dim, source, match):
+    with pytest.raises(ValueError, match=match):
+        ImpactPipeline(**bert_components(pooled_text_embed_dim=pooled_text_embed_dim), pooled_text_embedding=source)
 
 
 # ------------------------------------------------------------------------------------------------------ bad input

@@ -211,6 +211,24 @@ def test_create_impact_pipeline_assembles_components_from_folders(tmp_path):
     assert pipe("a dog", num_inference_steps=1, num_diffusion_steps=2).audios.shape == (1, 163840)
 
 
+def test_create_impact_pipeline_can_pool_the_text_encoder_instead_of_clap(tmp_path):
+    components = tiny_impact_components(audioldm_format=True)
+    components["vae"].save_pretrained(tmp_path / "audioldm" / "vae")
+    components["vocoder"].save_pretrained(tmp_path / "audioldm" / "vocoder")
+    components["text_encoder"].save_pretrained(tmp_path / "t5")
+    components["tokenizer"].save_pretrained(tmp_path / "t5")
+    command = ["create_impact_pipeline.py", "--output_dir", tmp_path / "init", "--audioldm", tmp_path / "audioldm",
+               "--text_encoder", tmp_path / "t5", "--hidden_size", 32, "--num_layers", 1, "--num_attention_heads", 2,
+               "--head_width", 48, "--pooled_from_text_encoder"]
+    result = run_script(*command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    pipe = ImpactPipeline.from_pretrained(tmp_path / "init")
+    assert pipe.config.pooled_text_embedding == "text_encoder_mean" and pipe.clap_text_encoder is None
+    assert pipe.transformer.config.pooled_text_embed_dim == pipe.text_encoder.config.d_model == 16
+    refused = run_script(*command, "--clap", tmp_path / "t5")
+    assert refused.returncode == 2 and "at most one of --clap and --pooled_from_text_encoder" in refused.stderr
+
+
 def test_precomputed_text_embeddings_equal_live_encoding_and_train(workspace):
     latents = workspace / "latents-with-text"
     result = run_script(

@@ -28,6 +28,8 @@ from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
 logger = logging.get_logger(__name__)
 
 OUTPUT_TYPES = ("np", "pt", "latent")
+# Where the pooled sentence embedding comes from, for a transformer with `pooled_text_embed_dim` set.
+POOLED_TEXT_EMBEDDINGS = ("clap", "text_encoder_mean")
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -69,8 +71,13 @@ class ImpactPipeline(DiffusionPipeline):
         scheduler ([`ImpactMaskScheduler`]): Decoding schedule: positions per iteration and guidance schedule.
         head_scheduler ([`ImpactDiffHeadScheduler`] or a diffusers scheduler): Sampler run by the diffusion head.
         clap_text_encoder ([`~transformers.ClapTextModelWithProjection`], *optional*): Gives the pooled sentence
-            embedding; required when `transformer.config.pooled_text_embed_dim` is set.
+            embedding (unit-norm CLAP text embedding, as in the paper) when `transformer.config.pooled_text_embed_dim`
+            is set and `pooled_text_embedding` is `"clap"`.
         clap_tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*): Tokenizer of `clap_text_encoder`.
+        pooled_text_embedding (`str`, defaults to `"clap"`): Source of the pooled sentence embedding, for a
+            transformer that takes one: `"clap"` (`clap_text_encoder`), or `"text_encoder_mean"`, the unit-norm mean of
+            `text_encoder`'s token states over the prompt's real tokens (sentence-transformers' pooling, which
+            all-MiniLM-L6-v2 was trained for; the embedded default model uses it). Stored in `model_index.json`.
 
     Example (a tiny untrained pipeline, runnable offline; use `ImpactPipeline.from_pretrained(...)` for a real one):
 
@@ -103,8 +110,18 @@ class ImpactPipeline(DiffusionPipeline):
         head_scheduler: SchedulerMixin,
         clap_text_encoder: ClapTextModelWithProjection | None = None,
         clap_tokenizer: PreTrainedTokenizerBase | None = None,
+        pooled_text_embedding: str = "clap",
     ):
         super().__init__()
+        if pooled_text_embedding not in POOLED_TEXT_EMBEDDINGS:
+            raise ValueError(f"`pooled_text_embedding` must be one of {POOLED_TEXT_EMBEDDINGS}, got {pooled_text_embedding!r}.")
+        config = transformer.config
+        if pooled_text_embedding == "text_encoder_mean" and config.pooled_text_embed_dim not in (None, config.text_embed_dim):
+            raise ValueError(
+                f"`pooled_text_embedding='text_encoder_mean'` pools the text encoder's token states "
+                f"({config.text_embed_dim} values), but the transformer's `pooled_text_embed_dim` is "
+                f"{config.pooled_text_embed_dim}."
+            )
         self.register_modules(
             vae=vae,
             vocoder=vocoder,
@@ -117,6 +134,7 @@ class ImpactPipeline(DiffusionPipeline):
             clap_text_encoder=clap_text_encoder,
             clap_tokenizer=clap_tokenizer,
         )
+        self.register_to_config(pooled_text_embedding=pooled_text_embedding)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -259,7 +277,7 @@ class ImpactPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------------------ text condition
     def _encode_text(self, prompt: list[str], device: torch.device):
-        """Token embeddings `(B, L, text_embed_dim)`, their mask `(B, L)` and the pooled CLAP embedding (or `None`)."""
+        """Token embeddings `(B, L, text_embed_dim)`, their mask `(B, L)` and the pooled embedding (or `None`)."""
         max_length = self.transformer.config.max_text_length
         text_inputs = self.tokenizer(prompt, padding="longest", max_length=max_length, truncation=True, return_tensors="pt")
         untruncated_length = max(len(ids) for ids in self.tokenizer(prompt)["input_ids"])
@@ -270,7 +288,12 @@ class ImpactPipeline(DiffusionPipeline):
         prompt_embeds = prompt_embeds.last_hidden_state
 
         pooled_prompt_embeds = None
-        if self.transformer.config.pooled_text_embed_dim:
+        pooled_source = self.config.pooled_text_embedding if self.transformer.config.pooled_text_embed_dim else None
+        if pooled_source == "text_encoder_mean":
+            # sentence-transformers' mean pooling over the real (unpadded) tokens, unit norm
+            weights = attention_mask.unsqueeze(-1).to(prompt_embeds.dtype)
+            pooled_prompt_embeds = F.normalize((prompt_embeds * weights).sum(1) / weights.sum(1), dim=-1)
+        elif pooled_source == "clap":
             clap_inputs = self.clap_tokenizer(
                 prompt, padding=True, max_length=self.clap_tokenizer.model_max_length, truncation=True, return_tensors="pt"
             )
@@ -433,7 +456,8 @@ class ImpactPipeline(DiffusionPipeline):
                 "pass them to `from_pretrained(..., text_encoder=..., tokenizer=...)`, or pass `prompt_embeds`. The "
                 "embedded default model loads with `diffusers_impact.load_default_pipeline()`."
             )
-        if needs_text_encoding and self.transformer.config.pooled_text_embed_dim and self.clap_text_encoder is None:
+        needs_clap = self.transformer.config.pooled_text_embed_dim and self.config.pooled_text_embedding == "clap"
+        if needs_text_encoding and needs_clap and self.clap_text_encoder is None:
             raise ValueError(
                 "This transformer takes a pooled (CLAP) text embedding but the pipeline has no `clap_text_encoder`: "
                 "load one or pass `prompt_embeds` with `pooled_prompt_embeds`."
@@ -615,8 +639,8 @@ class ImpactPipeline(DiffusionPipeline):
                 head's starting sample at every latent position.
             prompt_embeds (`torch.Tensor`, *optional*): Pre-computed text token embeddings `(batch, L, text_embed_dim)`.
             prompt_attention_mask (`torch.Tensor`, *optional*): Their mask (1 = token, 0 = padding); default all ones.
-            pooled_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed pooled (CLAP) embeddings, for a model
-                with a pooled condition.
+            pooled_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed pooled sentence embeddings (see
+                `pooled_text_embedding`), for a model with a pooled condition.
             negative_prompt_embeds, negative_prompt_attention_mask, negative_pooled_prompt_embeds (*optional*):
                 The same for the negative prompt.
             output_type (`str`, defaults to `"np"`): `"np"` or `"pt"` waveforms, or `"latent"` for the VAE latents.
