@@ -6,7 +6,8 @@
 
 With fixed seeds, one clip is generated for a training caption of each of the ten sounds (the first caption of
 `assets/animal_sounds/captions.json`) and one for each of the three paraphrases per sound that never appeared in
-training (`paraphrases.json`: 30 prompts, new words such as "a kitten mewing", "a bull bellowing"). Each output is classified by its nearest real recording in a fixed acoustic feature space:
+training (`paraphrases.json`: 30 prompts, new words such as "a kitten mewing", "a bull bellowing"). Each output
+is classified by its nearest real recording in a fixed acoustic feature space:
 the mean and standard deviation of every log-mel band over the clip's active frames (those within 40 dB of its
 loudest frame), so silence and the position of the call do not count. Printed: accuracy on both sets, the confusion
 table, and the Fréchet distance between the generated and the real feature sets. Every output must be finite,
