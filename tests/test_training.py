@@ -179,14 +179,19 @@ def test_a_pipeline_in_another_audio_format_is_refused(tmp_path, workspace):
     assert result.returncode != 0 and "AudioLDM's front-end" in result.stderr
 
 
+def save_component_folders(root: Path) -> None:
+    """Tiny AudioLDM-format component folders, as Hub ids would hold them: `audioldm/{vae,vocoder}`, `t5`, `clap`."""
+    components = tiny_impact_components(audioldm_format=True)
+    components["vae"].save_pretrained(root / "audioldm" / "vae")
+    components["vocoder"].save_pretrained(root / "audioldm" / "vocoder")
+    for name, model, tokenizer in (("t5", "text_encoder", "tokenizer"), ("clap", "clap_text_encoder", "clap_tokenizer")):
+        components[model].save_pretrained(root / name)
+        components[tokenizer].save_pretrained(root / name)
+
+
 def test_create_impact_pipeline_assembles_components_from_folders(tmp_path):
     """The starting point of training, from component folders (as Hub ids would be): AudioLDM, a text encoder, CLAP."""
-    components = tiny_impact_components(audioldm_format=True)
-    components["vae"].save_pretrained(tmp_path / "audioldm" / "vae")
-    components["vocoder"].save_pretrained(tmp_path / "audioldm" / "vocoder")
-    for name, model, tokenizer in (("t5", "text_encoder", "tokenizer"), ("clap", "clap_text_encoder", "clap_tokenizer")):
-        components[model].save_pretrained(tmp_path / name)
-        components[tokenizer].save_pretrained(tmp_path / name)
+    save_component_folders(tmp_path)
     command = [
         "create_impact_pipeline.py", "--output_dir", tmp_path / "init", "--audioldm", tmp_path / "audioldm",
         "--text_encoder", tmp_path / "t5", "--clap", tmp_path / "clap", "--hidden_size", 32, "--num_layers", 1,
@@ -212,11 +217,7 @@ def test_create_impact_pipeline_assembles_components_from_folders(tmp_path):
 
 
 def test_create_impact_pipeline_can_pool_the_text_encoder_instead_of_clap(tmp_path):
-    components = tiny_impact_components(audioldm_format=True)
-    components["vae"].save_pretrained(tmp_path / "audioldm" / "vae")
-    components["vocoder"].save_pretrained(tmp_path / "audioldm" / "vocoder")
-    components["text_encoder"].save_pretrained(tmp_path / "t5")
-    components["tokenizer"].save_pretrained(tmp_path / "t5")
+    save_component_folders(tmp_path)
     command = ["create_impact_pipeline.py", "--output_dir", tmp_path / "init", "--audioldm", tmp_path / "audioldm",
                "--text_encoder", tmp_path / "t5", "--hidden_size", 32, "--num_layers", 1, "--num_attention_heads", 2,
                "--head_width", 48, "--pooled_from_text_encoder"]
@@ -225,7 +226,7 @@ def test_create_impact_pipeline_can_pool_the_text_encoder_instead_of_clap(tmp_pa
     pipe = ImpactPipeline.from_pretrained(tmp_path / "init")
     assert pipe.config.pooled_text_embedding == "text_encoder_mean" and pipe.clap_text_encoder is None
     assert pipe.transformer.config.pooled_text_embed_dim == pipe.text_encoder.config.d_model == 16
-    refused = run_script(*command, "--clap", tmp_path / "t5")
+    refused = run_script(*command, "--clap", tmp_path / "clap")
     assert refused.returncode == 2 and "at most one of --clap and --pooled_from_text_encoder" in refused.stderr
 
 

@@ -276,6 +276,11 @@ class ImpactPipeline(DiffusionPipeline):
             )
 
     # ------------------------------------------------------------------------------------------------ text condition
+    @property
+    def _pooled_text_source(self) -> str | None:
+        """`pooled_text_embedding` for a transformer that takes a pooled embedding, else `None`."""
+        return self.config.pooled_text_embedding if self.transformer.config.pooled_text_embed_dim else None
+
     def _encode_text(self, prompt: list[str], device: torch.device):
         """Token embeddings `(B, L, text_embed_dim)`, their mask `(B, L)` and the pooled embedding (or `None`)."""
         max_length = self.transformer.config.max_text_length
@@ -288,7 +293,7 @@ class ImpactPipeline(DiffusionPipeline):
         prompt_embeds = prompt_embeds.last_hidden_state
 
         pooled_prompt_embeds = None
-        pooled_source = self.config.pooled_text_embedding if self.transformer.config.pooled_text_embed_dim else None
+        pooled_source = self._pooled_text_source
         if pooled_source == "text_encoder_mean":
             # sentence-transformers' mean pooling over the real (unpadded) tokens, unit norm
             weights = attention_mask.unsqueeze(-1).to(prompt_embeds.dtype)
@@ -456,8 +461,7 @@ class ImpactPipeline(DiffusionPipeline):
                 "pass them to `from_pretrained(..., text_encoder=..., tokenizer=...)`, or pass `prompt_embeds`. The "
                 "embedded default model loads with `diffusers_impact.load_default_pipeline()`."
             )
-        needs_clap = self.transformer.config.pooled_text_embed_dim and self.config.pooled_text_embedding == "clap"
-        if needs_text_encoding and needs_clap and self.clap_text_encoder is None:
+        if needs_text_encoding and self._pooled_text_source == "clap" and self.clap_text_encoder is None:
             raise ValueError(
                 "This transformer takes a pooled (CLAP) text embedding but the pipeline has no `clap_text_encoder`: "
                 "load one or pass `prompt_embeds` with `pooled_prompt_embeds`."
