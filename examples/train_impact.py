@@ -83,6 +83,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--min_mask_ratio", type=float, default=0.7, help="q of the truncated-normal mask ratio.")
     parser.add_argument("--mask_ratio", type=float, default=None, help="A fixed mask ratio instead.")
     parser.add_argument("--condition_drop_prob", type=float, default=0.1, help="Null-condition rate (text phase).")
+    parser.add_argument(
+        "--text_token_dropout", type=float, default=0.0,
+        help="Text phase, models with a pooled text embedding: rate at which a sample keeps only its pooled embedding "
+        "(its token states are masked out), so that the model learns to generate from the pooled vector alone.",
+    )
     parser.add_argument("--diffusion_batch_mul", type=int, default=4, help="Noise draws per masked token (MAR).")
     parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
@@ -103,6 +108,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--max_train_steps, --train_batch_size and --gradient_accumulation_steps must be positive.")
     if args.mask_ratio is not None and not 0 < args.mask_ratio <= 1:
         parser.error("--mask_ratio must be in (0, 1].")
+    if not 0 <= args.text_token_dropout < 1:
+        parser.error("--text_token_dropout must be in [0, 1).")
+    if args.text_token_dropout and args.phase != "text":
+        parser.error("--text_token_dropout applies to the text phase only.")
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id.")
     return args
@@ -229,6 +238,8 @@ def main(argv=None) -> None:
     pipeline = ImpactPipeline.from_pretrained(args.pipeline)
     pipeline.set_progress_bar_config(disable=True)
     transformer, diff_head = pipeline.transformer, pipeline.diff_head
+    if args.text_token_dropout and transformer.config.pooled_text_embed_dim is None:
+        raise ValueError("--text_token_dropout needs a transformer with a pooled text embedding (`pooled_text_embed_dim`).")
     if args.init_from_mar:
         report = convert_mar_to_impact(load_mar_checkpoint(args.init_from_mar)[0], transformer, diff_head)
         accelerator.print(report)
@@ -347,6 +358,11 @@ def main(argv=None) -> None:
                     )
                 condition = {"encoder_hidden_states": prompt_embeds.float(), "encoder_attention_mask": attention_mask,
                              "pooled_projections": None if pooled is None else pooled.float()}
+            if text_phase and args.text_token_dropout > 0:
+                # The pooled slot stays a key whatever the token mask, so these samples see the pooled vector alone.
+                keep_tokens = torch.rand(len(latents), generator=torch_generator) >= args.text_token_dropout
+                mask = condition["encoder_attention_mask"]
+                condition["encoder_attention_mask"] = mask.bool() & keep_tokens.to(mask.device).unsqueeze(1)
 
             with accelerator.accumulate(transformer, diff_head):
                 torch.manual_seed(int(torch.randint(0, 2**62, (), generator=torch_generator)))  # dropout

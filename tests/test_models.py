@@ -129,6 +129,24 @@ def test_text_and_pooled_condition_change_the_output_and_null_condition_ignores_
     assert (unconditional[0] - out_first[0]).abs().max() > 1e-3
 
 
+def test_a_fully_masked_text_leaves_the_pooled_embedding_as_the_condition():
+    """With every text token masked out (train_impact.py --text_token_dropout), the pooled slot is the whole condition."""
+    model = small_transformer()
+    tokens = torch.randn(2, model.num_tokens, 128)
+    mask = random_mask(2, model.num_tokens, num_masked=8)
+    first, second = condition(2, 5, seed=1), condition(2, 5, seed=2)
+    no_tokens = torch.zeros(2, 5, dtype=torch.bool)
+    pooled_only = dict(first, encoder_attention_mask=no_tokens)
+    other_tokens = dict(second, encoder_attention_mask=no_tokens, pooled_projections=first["pooled_projections"])
+    other_pooled = dict(pooled_only, pooled_projections=second["pooled_projections"])
+    with torch.no_grad():
+        out_pooled_only = model(tokens, mask, **pooled_only).sample
+        torch.testing.assert_close(model(tokens, mask, **other_tokens).sample, out_pooled_only, rtol=0, atol=1e-6)
+        assert (model(tokens, mask, **other_pooled).sample - out_pooled_only).abs().max() > 1e-3
+        assert (model(tokens, mask, **first).sample - out_pooled_only).abs().max() > 1e-3  # the tokens count when kept
+        assert torch.isfinite(out_pooled_only).all()
+
+
 def test_all_masked_and_none_masked():
     model = small_transformer(pooled=False)
     tokens = torch.randn(2, model.num_tokens, 128)

@@ -254,3 +254,28 @@ def test_precomputed_text_embeddings_equal_live_encoding_and_train(workspace):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(losses(workspace / "from-text-latents")) == 3
+
+
+def test_text_token_dropout_trains_on_the_pooled_embedding_alone_and_is_refused_where_meaningless(workspace):
+    """`--text_token_dropout` masks out whole samples' token states (the pooled CLAP slot stays): it changes training,
+    and is refused for the unconditional phase and for a transformer without a pooled embedding."""
+    text = ["--phase", "text", "--train_data", workspace / "clips", "--caption_column", "caption",
+            "--max_train_steps", 2, *COMMON, "--validation_steps", 1000, "--seed", 3]
+    plain, dropout = workspace / "tokens-kept", workspace / "tokens-dropped"
+    for output_dir, extra in ((plain, []), (dropout, ["--text_token_dropout", 0.5])):
+        result = run_script("train_impact.py", "--pipeline", workspace / "init", "--output_dir", output_dir, *text, *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+    plain_weights, dropout_weights = weights(plain), weights(dropout)
+    assert any(not torch.equal(plain_weights[name], dropout_weights[name]) for name in plain_weights)
+
+    refused = run_script("train_impact.py", "--pipeline", workspace / "init", "--output_dir", workspace / "refused",
+                         "--phase", "unconditional", "--train_data", workspace / "clips", "--max_train_steps", 2,
+                         "--text_token_dropout", 0.5)
+    assert refused.returncode == 2 and "--text_token_dropout applies to the text phase only" in refused.stderr
+    out_of_range = run_script("train_impact.py", "--pipeline", workspace / "init", "--output_dir", workspace / "refused",
+                              *text, "--text_token_dropout", 1.0)
+    assert out_of_range.returncode == 2 and "--text_token_dropout must be in [0, 1)" in out_of_range.stderr
+    ImpactPipeline(**tiny_impact_components(audioldm_format=True, with_clap=False)).save_pretrained(workspace / "no-pooled")
+    no_pooled = run_script("train_impact.py", "--pipeline", workspace / "no-pooled", "--output_dir", workspace / "refused",
+                           *text, "--text_token_dropout", 0.5)
+    assert no_pooled.returncode != 0 and "needs a transformer with a pooled text embedding" in no_pooled.stderr
