@@ -15,6 +15,7 @@ is the output of `examples/precompute_latents.py` instead (the VAE then does not
 
 Every random draw of a batch (data order, crops, captions, masks, timesteps, noise, dropout) derives from `--seed`
 and the batch counter, so `--resume_from_checkpoint latest` continues exactly as an uninterrupted run would.
+`--deterministic` also fixes the order of the kernels' sums, so that two runs with the same seed give the same weights.
 """
 
 import argparse
@@ -90,6 +91,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--diffusion_batch_mul", type=int, default=4, help="Noise draws per masked token (MAR).")
     parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument(
+        "--deterministic", action="store_true",
+        help="Deterministic kernels only (torch.use_deterministic_algorithms). Without it, some kernels sum in a varying "
+        "order on 2+ CPU threads, so two runs with the same seed drift apart.",
+    )
     parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     parser.add_argument("--checkpointing_steps", type=int, default=1000)
@@ -223,6 +229,9 @@ def render_validation(pipeline, args, output_dir: Path, global_step: int, accele
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS needs it (CUDA only)
+        torch.use_deterministic_algorithms(True)
     output_dir = Path(args.output_dir)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     accelerator = Accelerator(

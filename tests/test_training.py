@@ -101,7 +101,7 @@ def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace
 
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(workspace):
     arguments = ["--pipeline", workspace / "init", "--phase", "text", "--train_data", workspace / "clips",
-                 "--checkpointing_steps", 3, "--validation_steps", 100, *COMMON]
+                 "--checkpointing_steps", 3, "--validation_steps", 100, "--deterministic", *COMMON]
     uninterrupted, interrupted = workspace / "uninterrupted", workspace / "interrupted"
     assert run_script("train_impact.py", *arguments, "--output_dir", uninterrupted, "--max_train_steps", 6).returncode == 0
     assert run_script("train_impact.py", *arguments, "--output_dir", interrupted, "--max_train_steps", 3).returncode == 0
