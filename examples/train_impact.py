@@ -367,7 +367,7 @@ def main(argv=None) -> None:
                     )
                 condition = {"encoder_hidden_states": prompt_embeds.float(), "encoder_attention_mask": attention_mask,
                              "pooled_projections": None if pooled is None else pooled.float()}
-            if text_phase and args.text_token_dropout > 0:
+            if args.text_token_dropout:  # text phase only (parse_args)
                 # The pooled slot stays a key whatever the token mask, so these samples see the pooled vector alone.
                 keep_tokens = torch.rand(len(latents), generator=torch_generator) >= args.text_token_dropout
                 mask = condition["encoder_attention_mask"]
