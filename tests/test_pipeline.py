@@ -40,6 +40,12 @@ def inputs(seed=0, **overrides):
     return arguments
 
 
+def assert_same_model_output(loaded_output, output):
+    """A reloaded pipeline has the same weights, but at other memory addresses, where CPU kernels may round
+    differently (seen: ≤ 1.1e-6): same output up to float rounding, not bit for bit."""
+    np.testing.assert_allclose(loaded_output, output, rtol=1e-4, atol=1e-5)
+
+
 def max_difference(a, b) -> float:
     return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
 
@@ -187,7 +193,7 @@ def test_callback_can_change_guidance_scale_each_step(pipe):
 
 
 # --------------------------------------------------------------------------------------------- saving and loading
-def test_save_load_round_trip_is_bit_identical(pipe, tmp_path):
+def test_save_load_round_trip_gives_the_same_audio(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     model_index = json.loads((tmp_path / "model_index.json").read_text())
     assert model_index["transformer"] == ["diffusers_impact", "ImpactTransformer"]
@@ -196,7 +202,7 @@ def test_save_load_round_trip_is_bit_identical(pipe, tmp_path):
     loaded = ImpactPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert set(loaded.components) == set(pipe.components)
-    np.testing.assert_array_equal(loaded(**inputs()).audios, pipe(**inputs()).audios)
+    assert_same_model_output(loaded(**inputs()).audios, pipe(**inputs()).audios)
 
 
 def test_optional_clap_components_save_as_null_and_reload_as_none(tmp_path):
@@ -208,7 +214,7 @@ def test_optional_clap_components_save_as_null_and_reload_as_none(tmp_path):
     loaded = ImpactPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert loaded.clap_text_encoder is None and loaded.clap_tokenizer is None
-    np.testing.assert_array_equal(loaded(**inputs()).audios, pipe(**inputs()).audios)
+    assert_same_model_output(loaded(**inputs()).audios, pipe(**inputs()).audios)
 
 
 def test_a_transformer_with_pooled_condition_needs_the_clap_encoder(pipe):
@@ -284,7 +290,7 @@ def test_push_to_hub_uploads_the_pipeline_with_our_model_card(pipe, monkeypatch,
     assert "| `transformer` | `ImpactTransformer` |" in card
     loaded = ImpactPipeline.from_pretrained(tmp_path / "uploaded")
     loaded.set_progress_bar_config(disable=True)
-    np.testing.assert_array_equal(loaded(**inputs()).audios, pipe(**inputs()).audios)
+    assert_same_model_output(loaded(**inputs()).audios, pipe(**inputs()).audios)
 
 
 # -------------------------------------------------------------------------------------------- dtypes, offload, misc
@@ -402,7 +408,7 @@ def test_pooled_condition_from_the_text_encoder_is_its_unit_norm_mean_over_real_
     loaded = ImpactPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert loaded.config.pooled_text_embedding == "text_encoder_mean" and loaded.clap_text_encoder is None
-    np.testing.assert_array_equal(loaded(**inputs()).audios, pipe(**inputs()).audios)
+    assert_same_model_output(loaded(**inputs()).audios, pipe(**inputs()).audios)
 
 
 @pytest.mark.parametrize(
