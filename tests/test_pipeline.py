@@ -446,6 +446,21 @@ def test_a_bad_pooled_text_embedding_setting_is_refused(pooled_text_embed_dim, s
         ({"latents": torch.zeros(1, 8, 12, 4)}, "latents"),
         ({"output_type": "pil"}, "output_type"),
         ({"callback_on_step_end_tensor_inputs": ["mask"]}, "callback_on_step_end_tensor_inputs"),
+        # Silently wrong or crashing before (issue 12): non-finite numbers, booleans, strings, tensors, NumPy arrays.
+        ({"guidance_scale": float("nan")}, "guidance_scale"),
+        ({"guidance_scale": float("inf")}, "guidance_scale"),
+        ({"guidance_scale": torch.tensor(3.0)}, "guidance_scale"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"num_inference_steps": True}, "num_inference_steps"),
+        ({"num_diffusion_steps": np.float64(5.0)}, "num_diffusion_steps"),
+        ({"audio_length_in_s": "0.3"}, "audio_length_in_s"),
+        ({"audio_length_in_s": float("nan")}, "audio_length_in_s"),
+        ({"generator": 42}, "generator"),
+        ({"generator": [42]}, "generator"),
+        ({"latents": np.zeros((1, 8, 16, 4), dtype=np.float32)}, "latents"),
+        ({"latents": torch.full((1, 8, 16, 4), float("nan"))}, "latents"),
+        ({"latents": torch.zeros(1, 8, 16, 4, dtype=torch.long)}, "latents"),
     ],
 )
 def test_bad_input_raises_a_value_error_naming_the_argument(pipe, overrides, argument):
@@ -479,6 +494,15 @@ def test_bad_input_raises_a_value_error_naming_the_argument(pipe, overrides, arg
             {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8), "negative_prompt": "x",
              "negative_prompt_embeds": torch.zeros(2, 4, 16), "negative_pooled_prompt_embeds": torch.zeros(2, 8)},
             "negative_prompt",
+        ),
+        ({"prompt_embeds": torch.full((2, 4, 16), float("nan")), "pooled_prompt_embeds": torch.zeros(2, 8)}, "prompt_embeds"),
+        ({"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.full((2, 8), float("inf"))},
+         "pooled_prompt_embeds"),
+        ({"prompt_embeds": np.zeros((2, 4, 16)), "pooled_prompt_embeds": torch.zeros(2, 8)}, "prompt_embeds"),
+        (
+            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8),
+             "negative_prompt_embeds": torch.full((2, 4, 16), float("nan")), "negative_pooled_prompt_embeds": torch.zeros(2, 8)},
+            "negative_prompt_embeds",
         ),
     ],
 )

@@ -1,10 +1,14 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """Text-to-audio generation with IMPACT: iterative mask-based parallel decoding of AudioLDM VAE latents."""
 
+import copy
 import inspect
+import math
+import numbers
 import os
 import string
 import tempfile
+import threading
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -48,6 +52,55 @@ EXAMPLE_DOC_STRING = """
         >>> scipy.io.wavfile.write("dog.wav", rate=pipe.vocoder.config.sampling_rate, data=audio)
         ```
 """
+
+
+class _PerThread:
+    """
+    A pipeline attribute with one value per calling thread. diffusers keeps per-call state on the pipeline
+    (`_guidance_scale`, `_num_timesteps`, `_interrupt`), where callbacks read and change it; per thread, several
+    threads can call one pipeline object at once without seeing each other's values.
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, pipeline, owner=None):
+        if pipeline is None:
+            return self
+        try:
+            return pipeline.__dict__["_call_states"][threading.get_ident()][self.name]
+        except KeyError:
+            raise AttributeError(f"`{self.name.lstrip('_')}` is set when this thread calls the pipeline.") from None
+
+    def __set__(self, pipeline, value):
+        states = pipeline.__dict__.setdefault("_call_states", {})
+        states.setdefault(threading.get_ident(), {})[self.name] = value
+
+
+def _is_integer(value) -> bool:
+    """Python and NumPy integers, not booleans (`True` is not a step count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, torch.Tensor))
+
+
+def _is_finite_real(value) -> bool:
+    """Finite Python and NumPy numbers, not booleans and not tensors."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, torch.Tensor)) and math.isfinite(value)
+
+
+def _check_generated(name: str, values: torch.Tensor) -> None:
+    """Never return non-finite audio silently: name the first stage whose output is not finite."""
+    if not torch.isfinite(values).all():
+        raise FloatingPointError(
+            f"The generated {name} contains NaN or infinite values. In float16 this is usually an overflow: run the "
+            "pipeline in float32 or bfloat16. Otherwise check the weights and any `latents` or embeddings passed in."
+        )
+
+
+def _describe(value) -> str:
+    """`repr` for a short value, its type (and shape) for tensors and arrays, for error messages."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"a {type(value).__module__}.{type(value).__name__} of shape {tuple(value.shape)}"
+    return f"{value!r} ({type(value).__name__})"
 
 
 class ImpactPipeline(DiffusionPipeline):
@@ -94,6 +147,10 @@ class ImpactPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->clap_text_encoder->transformer->diff_head->vae->vocoder"
+    # Per-call state, per thread (see `_PerThread`): a pipeline object can serve several threads at once.
+    _guidance_scale = _PerThread()
+    _num_timesteps = _PerThread()
+    _interrupt = _PerThread()
     # A folder may leave the text encoder out when a package provides it (the embedded default model does).
     _optional_components = ["text_encoder", "tokenizer", "clap_text_encoder", "clap_tokenizer"]
     _callback_tensor_inputs = ["latents"]
@@ -468,35 +525,41 @@ class ImpactPipeline(DiffusionPipeline):
             )
         for name, value in (("num_inference_steps", num_inference_steps), ("num_diffusion_steps", num_diffusion_steps),
                             ("num_waveforms_per_prompt", num_waveforms_per_prompt)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if not isinstance(guidance_scale, (int, float)) or guidance_scale < 1.0:
-            raise ValueError(f"`guidance_scale` must be ≥ 1.0 (1.0 disables guidance), got {guidance_scale!r}.")
+            if not _is_integer(value) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {_describe(value)}.")
+        if not _is_finite_real(guidance_scale) or guidance_scale < 1.0:
+            raise ValueError(
+                f"`guidance_scale` must be a finite number ≥ 1.0 (1.0 disables guidance), got {_describe(guidance_scale)}."
+            )
         if guidance_schedule is not None and guidance_schedule not in GUIDANCE_SCHEDULES:
             raise ValueError(f"`guidance_schedule` must be one of {GUIDANCE_SCHEDULES}, got {guidance_schedule!r}.")
-        if not isinstance(temperature, (int, float)) or temperature < 0:
-            raise ValueError(f"`temperature` must be a non-negative number, got {temperature!r}.")
+        if not _is_finite_real(temperature) or temperature < 0:
+            raise ValueError(f"`temperature` must be a finite number ≥ 0, got {_describe(temperature)}.")
         if temperature != 1.0 and "temperature" not in inspect.signature(self.head_scheduler.step).parameters:
             raise ValueError(
                 f"`temperature` is not supported by {type(self.head_scheduler).__name__}; use ImpactDiffHeadScheduler "
                 "or temperature=1.0."
             )
         max_length = self.max_audio_length_in_s
-        if audio_length_in_s is not None and not (0 < audio_length_in_s <= max_length + 1e-9):
+        if audio_length_in_s is not None and not (_is_finite_real(audio_length_in_s) and 0 < audio_length_in_s <= max_length + 1e-9):
             raise ValueError(
-                f"`audio_length_in_s` must be in (0, {max_length:.2f}] seconds for this model, got {audio_length_in_s!r}."
+                f"`audio_length_in_s` must be a number of seconds in (0, {max_length:.2f}] for this model, got "
+                f"{_describe(audio_length_in_s)}."
             )
         total = batch_size * num_waveforms_per_prompt
+        generators = generator if isinstance(generator, list) else [generator]
+        if generator is not None and not all(isinstance(g, torch.Generator) for g in generators):
+            raise ValueError(
+                f"`generator` must be a torch.Generator or a list of them (e.g. `torch.Generator().manual_seed(42)`), "
+                f"got {_describe(generator)}."
+            )
         if isinstance(generator, list) and len(generator) != total:
             raise ValueError(
                 f"`generator` is a list of {len(generator)} generators but {total} waveforms are requested "
                 f"({batch_size} prompts × num_waveforms_per_prompt={num_waveforms_per_prompt})."
             )
         if latents is not None:
-            expected = (total, self.transformer.config.latent_channels, self.transformer.config.latent_length,
-                        self.transformer.config.latent_width)
-            if tuple(latents.shape) != expected:
-                raise ValueError(f"`latents` must have shape {expected}, got {tuple(latents.shape)}.")
+            self._check_latents("`latents`", latents, total)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         unknown = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
@@ -505,15 +568,32 @@ class ImpactPipeline(DiffusionPipeline):
                 f"`callback_on_step_end_tensor_inputs` has {unknown}; allowed are {self._callback_tensor_inputs}."
             )
 
+    def _check_latents(self, name: str, latents, batch_size: int) -> None:
+        """`latents` (given, or returned by a callback): a finite float tensor of the model's latent shape."""
+        config = self.transformer.config
+        expected = (batch_size, config.latent_channels, config.latent_length, config.latent_width)
+        if not isinstance(latents, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor of shape {expected}, got {_describe(latents)}.")
+        if tuple(latents.shape) != expected:
+            raise ValueError(f"{name} must have shape {expected}, got {tuple(latents.shape)}.")
+        if not latents.is_floating_point() or not torch.isfinite(latents).all():
+            raise ValueError(f"{name} must hold finite floating-point values (dtype {latents.dtype}, or NaN/inf found).")
+
     def _check_embeds(self, name, embeds, attention_mask, pooled_embeds) -> int:
         """Validate one set of precomputed text embeddings and return its batch size."""
         config = self.transformer.config
+        prefix = name.removesuffix("prompt_embeds")
+        for argument, value in ((name, embeds), (f"{prefix}prompt_attention_mask", attention_mask),
+                                (f"{prefix}pooled_prompt_embeds", pooled_embeds)):
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise ValueError(f"`{argument}` must be a torch.Tensor, got {_describe(value)}.")
+            if value is not None and value is not attention_mask and not torch.isfinite(value).all():
+                raise ValueError(f"`{argument}` contains NaN or infinite values.")
         if embeds.ndim != 3 or embeds.shape[-1] != config.text_embed_dim or embeds.shape[1] > config.max_text_length:
             raise ValueError(
                 f"`{name}` must have shape (batch, ≤{config.max_text_length}, {config.text_embed_dim}), "
                 f"got {tuple(embeds.shape)}."
             )
-        prefix = name.removesuffix("prompt_embeds")
         if attention_mask is not None and tuple(attention_mask.shape) != tuple(embeds.shape[:2]):
             raise ValueError(
                 f"`{prefix}prompt_attention_mask` must have shape {tuple(embeds.shape[:2])}, got {tuple(attention_mask.shape)}."
@@ -560,6 +640,7 @@ class ImpactPipeline(DiffusionPipeline):
         guidance_scale: float,
         num_diffusion_steps: int,
         step_kwargs: dict[str, Any],
+        head_scheduler: SchedulerMixin | None = None,
     ) -> torch.Tensor:
         """
         Run the diffusion head's sampler (Eq. 3) on the tokens generated this iteration: one call per decoding
@@ -568,15 +649,18 @@ class ImpactPipeline(DiffusionPipeline):
         `hidden_states` is `(B, n, D)`, or `(2B, n, D)` with the unconditional rows second when guiding; `noise` is the
         initial sample `(B, n, token_dim)`. Guidance (Eq. 4) acts on ε only; the variance comes from the conditional
         branch (MAR). The state is kept in float32 and as `(B, n · token_dim)` so that per-sample generators apply.
+        `head_scheduler` is the sampler to run (`__call__` passes its own copy of `self.head_scheduler`, so that
+        concurrent calls do not share scheduler state); defaults to `self.head_scheduler`.
         """
+        head_scheduler = head_scheduler or self.head_scheduler
         batch_size, num_new_tokens, token_dim = noise.shape
         do_guidance = hidden_states.shape[0] == 2 * batch_size
         condition = hidden_states.reshape(-1, hidden_states.shape[-1]).to(self.diff_head.dtype)
         takes_variance = self._head_takes_learned_variance()
-        self.head_scheduler.set_timesteps(num_diffusion_steps, device=noise.device)  # also resets multistep state
+        head_scheduler.set_timesteps(num_diffusion_steps, device=noise.device)  # also resets multistep state
         sample = noise.reshape(batch_size, num_new_tokens * token_dim)
-        for timestep in self.head_scheduler.timesteps:
-            model_input = self.head_scheduler.scale_model_input(sample, timestep).reshape(-1, token_dim)
+        for timestep in head_scheduler.timesteps:
+            model_input = head_scheduler.scale_model_input(sample, timestep).reshape(-1, token_dim)
             if do_guidance:
                 model_input = torch.cat([model_input, model_input])
             output = self.diff_head(model_input.to(self.diff_head.dtype), timestep, condition, return_dict=False)[0]
@@ -589,7 +673,7 @@ class ImpactPipeline(DiffusionPipeline):
             model_output = epsilon.reshape(batch_size, -1)
             if takes_variance:
                 model_output = torch.cat([model_output, variance.reshape(batch_size, -1)], dim=1)
-            sample = self.head_scheduler.step(model_output, timestep, sample, **step_kwargs).prev_sample
+            sample = head_scheduler.step(model_output, timestep, sample, **step_kwargs).prev_sample
         return sample.reshape(batch_size, num_new_tokens, token_dim)
 
     # ------------------------------------------------------------------------------------------------------- call
@@ -660,7 +744,15 @@ class ImpactPipeline(DiffusionPipeline):
 
         Returns:
             [`~diffusers.AudioPipelineOutput`] or `tuple`: waveforms of shape `(batch · num_waveforms_per_prompt,
-            samples)` at `vocoder.config.sampling_rate` (or latents for `output_type="latent"`).
+            samples)` at `vocoder.config.sampling_rate` (or latents for `output_type="latent"`). Waveforms are float32
+            as the vocoder makes them, neither clipped nor normalised: nominally in [-1, 1] (AudioLDM trains on audio
+            peaking at 0.5), but a model can exceed full scale (the small embedded default model peaks up to about 6
+            on some seeds). Scale them before writing integer PCM; `impact-generate` peak-normalises to -1 dBFS
+            when a clip would clip.
+
+        Raises:
+            `ValueError`: An argument is invalid (every message names it). `FloatingPointError`: the latents, mel
+            spectrogram or waveform came out non-finite (e.g. float16 overflow); nothing non-finite is returned.
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
@@ -685,11 +777,16 @@ class ImpactPipeline(DiffusionPipeline):
             output_type,
             callback_on_step_end_tensor_inputs,
         )
-        self._guidance_scale = guidance_scale
+        # NumPy numbers are accepted as numbers; everything below sees Python ints and floats.
+        num_inference_steps, num_diffusion_steps = int(num_inference_steps), int(num_diffusion_steps)
+        num_waveforms_per_prompt, temperature = int(num_waveforms_per_prompt), float(temperature)
+        self._guidance_scale = float(guidance_scale)
         self._interrupt = False
-        audio_length_in_s = audio_length_in_s or self.max_audio_length_in_s
+        audio_length_in_s = float(audio_length_in_s or self.max_audio_length_in_s)
         device = self._execution_device
         do_classifier_free_guidance = self.do_classifier_free_guidance
+        # This call's own scheduler state: concurrent calls of one pipeline object must not share it.
+        scheduler, head_scheduler = copy.deepcopy(self.scheduler), copy.deepcopy(self.head_scheduler)
 
         # 1. Text condition
         embeds = self.encode_prompt(
@@ -709,13 +806,13 @@ class ImpactPipeline(DiffusionPipeline):
         batch_size = embeds[0].shape[0]
 
         # 2. Decoding schedule, random orders (App. D.1) and the head's initial noise
-        self.scheduler.set_timesteps(num_inference_steps, self.transformer.num_tokens, device=device)
-        timesteps = self.scheduler.timesteps
+        scheduler.set_timesteps(num_inference_steps, self.transformer.num_tokens, device=device)
+        timesteps = scheduler.timesteps
         self._num_timesteps = len(timesteps)
         noise_tokens = self.transformer.patchify(self.prepare_latents(batch_size, generator, device, latents))
-        orders = self.scheduler.sample_orders(batch_size, generator=generator, device=device)
+        orders = scheduler.sample_orders(batch_size, generator=generator, device=device)
         tokens = torch.zeros_like(noise_tokens)
-        step_parameters = inspect.signature(self.head_scheduler.step).parameters
+        step_parameters = inspect.signature(head_scheduler.step).parameters
         step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
         if "temperature" in step_parameters:
             step_kwargs["temperature"] = temperature
@@ -726,7 +823,7 @@ class ImpactPipeline(DiffusionPipeline):
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     continue
-                mask = self.scheduler.mask_before(i, orders)
+                mask = scheduler.mask_before(i, orders)
                 # One transformer forward for the conditional and unconditional branches together.
                 hidden_states = self.transformer(
                     tokens.to(self.transformer.dtype).repeat(copies, 1, 1),
@@ -734,29 +831,47 @@ class ImpactPipeline(DiffusionPipeline):
                     **condition,
                     return_dict=False,
                 )[0]
-                positions = self.scheduler.positions_to_predict(i, orders)
+                positions = scheduler.positions_to_predict(i, orders)
                 selected_hidden = torch.gather(
                     hidden_states, 1, positions.repeat(copies, 1).unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1])
                 )
                 start_noise = torch.gather(noise_tokens, 1, positions.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-                step_guidance = self.scheduler.guidance_scale_at(i, self._guidance_scale, guidance_schedule)
-                new_tokens = self.sample_tokens(selected_hidden, start_noise, step_guidance, num_diffusion_steps, step_kwargs)
-                tokens = self.scheduler.step(new_tokens, t, tokens, orders).prev_sample
+                step_guidance = scheduler.guidance_scale_at(i, self._guidance_scale, guidance_schedule)
+                new_tokens = self.sample_tokens(
+                    selected_hidden, start_noise, step_guidance, num_diffusion_steps, step_kwargs, head_scheduler
+                )
+                tokens = scheduler.step(new_tokens, t, tokens, orders).prev_sample
 
                 if callback_on_step_end is not None:
                     callback_kwargs = {"latents": self.transformer.unpatchify(tokens)}
                     callback_kwargs = {k: callback_kwargs[k] for k in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    if not isinstance(callback_outputs, dict):
+                        raise TypeError(
+                            f"`callback_on_step_end` must return a dict (the `callback_kwargs` it was given, or {{}}), "
+                            f"got {_describe(callback_outputs)} at step {i}."
+                        )
                     if "latents" in callback_outputs:
-                        tokens = self.transformer.patchify(callback_outputs["latents"].float())
+                        new_latents = callback_outputs["latents"]
+                        self._check_latents("the `latents` returned by `callback_on_step_end`", new_latents, tokens.shape[0])
+                        tokens = self.transformer.patchify(new_latents.to(device=tokens.device, dtype=tokens.dtype))
+                    if not _is_finite_real(self._guidance_scale):
+                        raise ValueError(
+                            f"`callback_on_step_end` set the guidance scale to {_describe(self._guidance_scale)} at "
+                            f"step {i}; it must be a finite number."
+                        )
                 progress_bar.update()
 
         # 4. Latents → mel spectrogram → waveform, cropped to the requested length
         latents = self.transformer.unpatchify(tokens)
+        _check_generated("latents", latents)
         if output_type == "latent":
             audio = latents
         else:
-            audio = self.mel_spectrogram_to_waveform(self.decode_latents(latents))
+            mel_spectrogram = self.decode_latents(latents)
+            _check_generated("mel spectrogram (VAE decoder output)", mel_spectrogram)
+            audio = self.mel_spectrogram_to_waveform(mel_spectrogram)
+            _check_generated("waveform (vocoder output)", audio)
             audio = audio[:, : round(audio_length_in_s * self.vocoder.config.sampling_rate)]
             if output_type == "np":
                 audio = audio.numpy()

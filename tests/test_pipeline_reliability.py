@@ -1,0 +1,117 @@
+"""The pipeline never returns a silently wrong result: NumPy numbers, callbacks, non-finite outputs, concurrent calls."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from diffusers_impact.testing_utils import tiny_impact_pipeline
+
+
+@pytest.fixture
+def pipe():
+    pipeline = tiny_impact_pipeline()
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def inputs(seed=0, **overrides):
+    arguments = {
+        "prompt": "a dog barking",
+        "num_inference_steps": 3,
+        "num_diffusion_steps": 5,
+        "guidance_scale": 3.0,
+        "generator": torch.Generator().manual_seed(seed),
+        "output_type": "latent",
+    }
+    arguments.update(overrides)
+    return arguments
+
+
+def test_numpy_numbers_are_accepted_as_the_numbers_they_are(pipe):
+    reference = pipe(**inputs(audio_length_in_s=0.5, output_type="np")).audios
+    numpy_numbers = pipe(
+        **inputs(
+            num_inference_steps=np.int64(3),
+            num_diffusion_steps=np.int32(5),
+            num_waveforms_per_prompt=np.int64(1),
+            guidance_scale=np.float32(3.0),
+            temperature=np.float64(1.0),
+            audio_length_in_s=np.float32(0.5),
+            output_type="np",
+        )
+    ).audios
+    np.testing.assert_array_equal(numpy_numbers, reference)
+
+
+@pytest.mark.parametrize(
+    "returned, message",
+    [
+        (None, "must return a dict"),
+        ([1], "must return a dict"),
+        ({"latents": torch.full((1, 8, 16, 4), float("nan"))}, "returned by `callback_on_step_end`"),
+        ({"latents": np.zeros((1, 8, 16, 4), dtype=np.float32)}, "returned by `callback_on_step_end`"),
+        ({"latents": torch.zeros(1, 8, 16, 5)}, "returned by `callback_on_step_end`"),
+    ],
+)
+def test_a_callback_returning_something_unusable_gets_a_clear_error(pipe, returned, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        pipe(**inputs(callback_on_step_end=lambda pipeline, step, timestep, kwargs: returned))
+
+
+def test_a_callback_setting_a_non_finite_guidance_scale_is_refused(pipe):
+    def break_guidance(pipeline, step, timestep, callback_kwargs):
+        pipeline._guidance_scale = float("nan")
+        return callback_kwargs
+
+    with pytest.raises(ValueError, match="guidance scale to nan"):
+        pipe(**inputs(callback_on_step_end=break_guidance))
+
+
+@pytest.mark.parametrize("stage", ["vae", "vocoder"])
+def test_non_finite_audio_is_never_returned(pipe, stage):
+    """A component that overflows (e.g. in float16) makes the call fail, naming the stage, instead of returning NaN."""
+    module = pipe.vae.decoder if stage == "vae" else pipe.vocoder
+    with torch.no_grad():
+        next(p for p in module.parameters() if p.dim() > 1).fill_(float("inf"))
+    with pytest.raises(FloatingPointError, match="mel spectrogram" if stage == "vae" else "waveform"):
+        pipe(**inputs(output_type="np"))
+
+
+def test_concurrent_calls_equal_their_sequential_counterparts_bit_for_bit(pipe):
+    """One pipeline object in several threads, each with its own guidance scale, step counts and callback."""
+    settings = [
+        {"guidance_scale": 1.0, "num_inference_steps": 2, "num_diffusion_steps": 3},
+        {"guidance_scale": 4.0, "num_inference_steps": 4, "num_diffusion_steps": 7},
+        {"guidance_scale": 2.0, "num_inference_steps": 3, "num_diffusion_steps": 5, "guidance_schedule": "linear"},
+        {"guidance_scale": 6.0, "num_inference_steps": 5, "num_diffusion_steps": 2, "prompt": "rain"},
+    ]
+
+    def run(index, setting):
+        seen = []
+
+        def record(pipeline, step, timestep, callback_kwargs):  # per-call state, read from the calling thread
+            seen.append((pipeline.guidance_scale, pipeline.num_timesteps))
+            return {}
+
+        audio = pipe(**inputs(seed=index, callback_on_step_end=record, **setting)).audios
+        return audio, seen
+
+    sequential = [run(index, setting) for index, setting in enumerate(settings)]
+    results = [None] * len(settings)
+    start = threading.Barrier(len(settings))
+
+    def worker(index):
+        start.wait()
+        for _ in range(3):  # several rounds, so that the calls interleave
+            results[index] = run(index, settings[index])
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(len(settings))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for (expected_audio, expected_seen), (audio, seen), setting in zip(sequential, results, settings):
+        assert torch.equal(audio, expected_audio), setting
+        assert seen == expected_seen == [(setting["guidance_scale"], setting["num_inference_steps"])] * setting["num_inference_steps"]
