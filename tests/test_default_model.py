@@ -83,3 +83,16 @@ def test_acoustic_features_ignore_silence_and_position():
     early_features, late_features, other_features = features(np.stack([early, late, other]))
     assert np.abs(early_features - late_features).max() < 0.05
     assert np.abs(early_features - other_features).max() > 1.0
+
+
+def test_prompts_far_from_the_training_captions_are_flagged_and_the_paraphrases_are_not():
+    """The threshold of the out-of-domain note: every unseen paraphrase (which the model gets right) passes."""
+    from diffusers_impact.pretrained import known_sounds, unfamiliar_prompts
+
+    assets = Path(__file__).resolve().parent.parent / "assets" / "animal_sounds"
+    assert known_sounds() == json.loads((assets / "captions.json").read_text())  # the folder's copy is current
+    paraphrases = [p for prompts in json.loads((assets / "paraphrases.json").read_text()).values() for p in prompts]
+    foreign = ["rain on a tin roof", "a car engine revving", "a piano melody", "a man speaking", "applause", "thunder"]
+    pipe = load_default_pipeline()
+    assert unfamiliar_prompts(pipe, paraphrases + ["a dog barking", "a cat meowing"]) == []
+    assert unfamiliar_prompts(pipe, foreign) == foreign

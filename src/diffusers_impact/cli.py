@@ -4,20 +4,69 @@ Example (the embedded default model, trained on ten animal sounds; `--model` tak
 id):
 
     impact-generate "a dog barking" -o dog.wav --seed 0 --mel-png dog.png
+
+Only the standard library is imported before the arguments are checked, so `--help` and argument errors are instant;
+torch, diffusers and the model load afterwards.
 """
 
 import argparse
-import importlib.util
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
 DEFAULT_MODEL = "default"
 TINY_RANDOM = "tiny-random"
+# Clips that would clip in 16-bit PCM are scaled to peak here: -1 dBFS, headroom for resampling and lossy encoding.
+PEAK_CEILING = 10 ** (-1 / 20)
+# The pipeline's argument names in its error messages, and the flags the user typed.
+FLAGS = {
+    "num_inference_steps": "--steps",
+    "num_diffusion_steps": "--diffusion-steps",
+    "guidance_scale": "--guidance",
+    "audio_length_in_s": "--length",
+    "num_waveforms_per_prompt": "--num-waveforms",
+    "negative_prompt": "--negative-prompt",
+    "prompt": "PROMPT",
+}
+
+
+def positive_integer(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def guidance_scale(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 1.0:
+        raise ValueError
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError
+    return value
+
+
+# argparse names the flag and the value in its message ("argument --steps: invalid positive integer value: '0'").
+positive_integer.__name__ = "positive integer"
+guidance_scale.__name__ = "guidance scale (a number ≥ 1)"
+positive_seconds.__name__ = "length in seconds (a number > 0)"
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="impact-generate", description="Generate audio from text with IMPACT.")
+    parser = argparse.ArgumentParser(
+        prog="impact-generate",
+        description="Generate audio from text with IMPACT.",
+        epilog="With --num-waveforms N > 1 the files are numbered: -o out.wav writes out_0.wav ... out_{N-1}.wav "
+        "(waveform k is the k-th of the batch generated from --seed). A clip that would clip in 16-bit PCM is scaled "
+        "to peak at -1 dBFS, and the command says so.",
+    )
     parser.add_argument("prompt", help="What the audio should contain, e.g. 'a dog barking'.")
     parser.add_argument(
         "--model",
@@ -27,15 +76,16 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         "untrained pipeline that only checks the installation (it makes noise).",
     )
     parser.add_argument("-o", "--output", default="impact.wav", help="Output WAV path (default: impact.wav).")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=positive_integer, default=None,
                         help="Decoding iterations (default: 8 for the embedded model, else the pipeline's 32).")
-    parser.add_argument("--diffusion-steps", type=int, default=None,
+    parser.add_argument("--diffusion-steps", type=positive_integer, default=None,
                         help="Diffusion-head steps (default: 25 for the embedded model, else the pipeline's 100).")
-    parser.add_argument("--guidance", type=float, default=5.0, help="Maximum guidance scale, ≥ 1 (default: 5.0).")
+    parser.add_argument("--guidance", type=guidance_scale, default=5.0, help="Maximum guidance scale, ≥ 1 (default: 5.0).")
     parser.add_argument("--negative-prompt", default=None, help="Text to steer away from (optional).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
-    parser.add_argument("--length", type=float, default=None, help="Seconds of audio (default: the model's length).")
-    parser.add_argument("--num-waveforms", type=int, default=1, help="Waveforms to generate (default: 1).")
+    parser.add_argument("--length", type=positive_seconds, default=None, help="Seconds of audio (default: the model's length).")
+    parser.add_argument("--num-waveforms", type=positive_integer, default=1,
+                        help="Waveforms to generate (default: 1); see below for their file names.")
     parser.add_argument("--mel-png", default=None, help="Also save the mel spectrogram(s) as this PNG (optional).")
     return parser.parse_args(argv)
 
@@ -59,42 +109,68 @@ def check_writable(paths: list[Path], suffix: str, option: str) -> None:
             raise ValueError(f"Cannot write {str(path)!r}.")
 
 
+def with_flag_names(message: str) -> str:
+    """A pipeline error in the words of the command line: `num_inference_steps` → --steps."""
+    for argument, flag in FLAGS.items():
+        message = message.replace(f"`{argument}`", flag)
+    return message
+
+
+def below_full_scale(waveform):
+    """The waveform, scaled to peak at `PEAK_CEILING` if 16-bit PCM would clip it, and the factor applied (or None)."""
+    import numpy as np
+
+    peak = float(np.abs(waveform).max(initial=0.0))
+    if peak < 1.0:
+        return waveform, None
+    scale = PEAK_CEILING / peak
+    return waveform * scale, scale
+
+
+def load_pipeline(model: str):
+    """The pipeline named by --model, with the call settings that suit it."""
+    from diffusers_impact import ImpactPipeline
+    from diffusers_impact.pretrained import DEFAULT_MODEL_CALL_KWARGS, load_default_pipeline
+    from diffusers_impact.testing_utils import tiny_impact_pipeline
+
+    if model == DEFAULT_MODEL:
+        return load_default_pipeline(), dict(DEFAULT_MODEL_CALL_KWARGS)
+    if model == TINY_RANDOM:
+        print("impact-generate: using a tiny untrained pipeline (installation check): expect noise.", file=sys.stderr)
+        return tiny_impact_pipeline(), {}
+    if not os.path.isdir(model) and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model):
+        raise ValueError(f"--model {model!r}: no such folder. Pass an ImpactPipeline folder or a Hub id (owner/name).")
+    try:
+        return ImpactPipeline.from_pretrained(model), {}
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"--model {model!r} could not be loaded as an ImpactPipeline: {first_line}") from error
+
+
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
-    paths = output_paths(arguments.output, max(arguments.num_waveforms, 1))
+    paths = output_paths(arguments.output, arguments.num_waveforms)
     try:
         check_writable(paths, ".wav", "--output")
         if arguments.mel_png:
             check_writable([Path(arguments.mel_png)], ".png", "--mel-png")
-            if importlib.util.find_spec("matplotlib") is None:
-                raise ValueError("--mel-png needs matplotlib: `pip install matplotlib`.")
-    except ValueError as error:
-        print(f"impact-generate: error: {error}", file=sys.stderr)
-        return 2
+        import soundfile
+        import torch
 
-    import soundfile
-    import torch
+        pipe, call_kwargs = load_pipeline(arguments.model)
+        if arguments.model == DEFAULT_MODEL:
+            from diffusers_impact.pretrained import known_sounds, unfamiliar_prompts
 
-    from diffusers_impact import ImpactPipeline
-    from diffusers_impact.audio import mel_spectrogram
-    from diffusers_impact.pretrained import DEFAULT_MODEL_CALL_KWARGS, load_default_pipeline
-    from diffusers_impact.testing_utils import tiny_impact_pipeline
-    from diffusers_impact.visualization import save_mel_spectrograms_png
-
-    call_kwargs = {}
-    if arguments.model == DEFAULT_MODEL:
-        pipe = load_default_pipeline()
-        call_kwargs.update(DEFAULT_MODEL_CALL_KWARGS)
-    elif arguments.model == TINY_RANDOM:
-        print("impact-generate: using a tiny untrained pipeline (installation check): expect noise.", file=sys.stderr)
-        pipe = tiny_impact_pipeline()
-    else:
-        pipe = ImpactPipeline.from_pretrained(arguments.model)
-    if arguments.steps is not None:
-        call_kwargs["num_inference_steps"] = arguments.steps
-    if arguments.diffusion_steps is not None:
-        call_kwargs["num_diffusion_steps"] = arguments.diffusion_steps
-    try:
+            if unfamiliar_prompts(pipe, [arguments.prompt]):
+                print(
+                    f"impact-generate: note: {arguments.prompt!r} is far from everything the default model was trained "
+                    f"on; it knows only these sounds: {', '.join(sorted(known_sounds()))}. Expect noise or one of them.",
+                    file=sys.stderr,
+                )
+        if arguments.steps is not None:
+            call_kwargs["num_inference_steps"] = arguments.steps
+        if arguments.diffusion_steps is not None:
+            call_kwargs["num_diffusion_steps"] = arguments.diffusion_steps
         output = pipe(
             arguments.prompt,
             audio_length_in_s=arguments.length,
@@ -105,14 +181,22 @@ def main(argv=None) -> int:
             generator=torch.Generator().manual_seed(arguments.seed),
             output_type="pt",
         )
-    except ValueError as error:
-        print(f"impact-generate: error: {error}", file=sys.stderr)
+    except (ValueError, FloatingPointError) as error:
+        print(f"impact-generate: error: {with_flag_names(str(error))}", file=sys.stderr)
         return 2
     sampling_rate = pipe.vocoder.config.sampling_rate
-    for path, waveform in zip(paths, output.audios.float().cpu().numpy()):
+    waveforms = output.audios.float().cpu().numpy()
+    for path, waveform in zip(paths, waveforms):
+        waveform, scale = below_full_scale(waveform)
+        if scale is not None:
+            print(f"impact-generate: {path} peaked at {PEAK_CEILING / scale:.2f} (over full scale): scaled by "
+                  f"{scale:.3f} to peak at -1 dBFS.", file=sys.stderr)
         soundfile.write(path, waveform, sampling_rate, subtype="PCM_16")
         print(f"wrote {path} ({len(waveform) / sampling_rate:.2f} s)")
     if arguments.mel_png:
+        from diffusers_impact.audio import mel_spectrogram
+        from diffusers_impact.visualization import save_mel_spectrograms_png
+
         mels = mel_spectrogram(output.audios.float().cpu(), num_frames=None)[:, 0].numpy()
         titles = [arguments.prompt if len(paths) == 1 else f"{arguments.prompt} ({path.name})" for path in paths]
         save_mel_spectrograms_png(mels, titles, arguments.mel_png, columns=1)

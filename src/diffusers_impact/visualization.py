@@ -1,4 +1,4 @@
-"""Mel-spectrogram figures (for validation during training, the CLI and the README); needs matplotlib."""
+"""Mel-spectrogram figures (for validation during training, the CLI and the README); matplotlib is a dependency of the package."""
 
 from pathlib import Path
 

@@ -25,6 +25,7 @@ from huggingface_hub import ModelCard, create_repo
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTrainedTokenizerBase, SpeechT5HifiGan
 
+from .. import diffusers_registration  # noqa: F401  (diffusers must know the library before loading or saving)
 from ..models import GriffinLimVocoder, ImpactDiffHead, ImpactTransformer, vocoder_front_end
 from ..schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
 from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
