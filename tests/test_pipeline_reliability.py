@@ -1,11 +1,14 @@
 """The pipeline never returns a silently wrong result: NumPy numbers, callbacks, non-finite outputs, concurrent calls."""
 
+import json
+import shutil
 import threading
 
 import numpy as np
 import pytest
 import torch
 
+from diffusers_impact import ImpactPipeline
 from diffusers_impact.testing_utils import tiny_impact_pipeline
 
 
@@ -115,3 +118,47 @@ def test_concurrent_calls_equal_their_sequential_counterparts_bit_for_bit(pipe):
     for (expected_audio, expected_seen), (audio, seen), setting in zip(sequential, results, settings):
         assert torch.equal(audio, expected_audio), setting
         assert seen == expected_seen == [(setting["guidance_scale"], setting["num_inference_steps"])] * setting["num_inference_steps"]
+
+
+# ------------------------------------------------------------------------------------------------ loading messages
+@pytest.fixture
+def saved_folder(pipe, tmp_path):
+    folder = tmp_path / "pipeline"
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_a_missing_component_folder_is_named(saved_folder):
+    shutil.rmtree(saved_folder / "diff_head")
+    with pytest.raises(FileNotFoundError, match=f"{saved_folder / 'diff_head'} is missing.*ImpactDiffHead"):
+        ImpactPipeline.from_pretrained(saved_folder)
+    (saved_folder / "vae" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=f"{saved_folder / 'vae' / 'config.json'} is missing"):
+        ImpactPipeline.from_pretrained(saved_folder, diff_head=tiny_impact_pipeline().diff_head)
+
+
+@pytest.mark.parametrize(
+    "component, key, value, expected",
+    [
+        ("transformer", "num_encoder_layers", "2", "int"),
+        ("transformer", "hidden_size", 32.5, "int"),
+        ("diff_head", "learn_sigma", "yes", "bool"),
+        ("head_scheduler", "clip_sample", 1, "bool"),
+        ("vae", "scaling_factor", "0.5", "float"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_names_the_file_and_key(saved_folder, component, key, value, expected):
+    config_path = next((saved_folder / component).glob("*config.json"))
+    config = json.loads(config_path.read_text())
+    assert key in config
+    config[key] = value
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=f"{config_path}: `{key}` must be {expected}"):
+        ImpactPipeline.from_pretrained(saved_folder)
+
+
+def test_a_valid_folder_and_the_default_model_load(saved_folder):
+    from diffusers_impact.pretrained import DEFAULT_MODEL_PATH
+
+    assert isinstance(ImpactPipeline.from_pretrained(saved_folder), ImpactPipeline)
+    assert isinstance(ImpactPipeline.from_pretrained(DEFAULT_MODEL_PATH), ImpactPipeline)

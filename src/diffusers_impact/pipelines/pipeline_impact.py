@@ -2,13 +2,17 @@
 """Text-to-audio generation with IMPACT: iterative mask-based parallel decoding of AudioLDM VAE latents."""
 
 import copy
+import importlib
 import inspect
+import json
 import math
 import numbers
 import os
 import string
 import tempfile
 import threading
+import types
+import typing
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -86,6 +90,69 @@ def _is_integer(value) -> bool:
 def _is_finite_real(value) -> bool:
     """Finite Python and NumPy numbers, not booleans and not tensors."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, torch.Tensor)) and math.isfinite(value)
+
+
+def _config_value_fits(annotation, value) -> bool | None:
+    """Whether a config.json value fits an `__init__` annotation; `None` where the annotation is not a plain scalar."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        fits = [_config_value_fits(argument, value) for argument in typing.get_args(annotation)]
+        return None if None in fits else any(fits)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    return None
+
+
+def _check_pipeline_folder(folder: str, passed_components: set[str]) -> None:
+    """
+    A local pipeline folder, before diffusers loads it: every component that model_index.json lists has its folder
+    and config file, and every scalar value in the configs of diffusers and diffusers_impact classes has the type of
+    the class's `__init__` argument (diffusers would fail deep inside `__init__` with an unrelated message).
+    """
+    index_path = os.path.join(folder, "model_index.json")
+    if not os.path.isfile(index_path):
+        raise FileNotFoundError(f"{folder} has no model_index.json: it is not a folder written by `save_pretrained`.")
+    for name, entry in json.loads(open(index_path, encoding="utf-8").read()).items():
+        if name.startswith("_") or not isinstance(entry, list) or entry[0] is None or name in passed_components:
+            continue
+        library, class_name = entry
+        component_folder = os.path.join(folder, name)
+        if not os.path.isdir(component_folder):
+            raise FileNotFoundError(
+                f"The component folder {component_folder} is missing: {index_path} lists `{name}` ({class_name}). "
+                f"Restore that folder, or pass the component yourself: `from_pretrained(..., {name}=...)`."
+            )
+        if library not in ("diffusers", "diffusers_impact"):
+            continue  # transformers checks its own configs
+        component_class = getattr(importlib.import_module(library), class_name, None)
+        config_name = getattr(component_class, "config_name", None)
+        if config_name is None:
+            continue
+        config_path = os.path.join(component_folder, config_name)
+        if not os.path.isfile(config_path):
+            raise FileNotFoundError(f"{config_path} is missing: the `{name}` component ({class_name}) needs its config.")
+        try:
+            config = json.loads(open(config_path, encoding="utf-8").read())
+        except ValueError as error:
+            raise ValueError(f"{config_path} is not valid JSON: {error}.") from None
+        defaults = inspect.signature(component_class.__init__).parameters
+        for key, value in config.items():
+            parameter = defaults.get(key)
+            if parameter is None or (value is None and parameter.default is None):
+                continue
+            if _config_value_fits(parameter.annotation, value) is False:
+                expected = getattr(parameter.annotation, "__name__", str(parameter.annotation))
+                raise ValueError(
+                    f"{config_path}: `{key}` must be {expected} for {class_name}, got {_describe(value)}. Fix the value "
+                    "in that file."
+                )
 
 
 def _check_generated(name: str, values: torch.Tensor) -> None:
@@ -230,7 +297,18 @@ class ImpactPipeline(DiffusionPipeline):
     def interrupt(self) -> bool:
         return self._interrupt
 
-    # ------------------------------------------------------------------------------------------ saving and the Hub
+    # ----------------------------------------------------------------------------------- loading, saving, the Hub
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """
+        Load like [`~diffusers.DiffusionPipeline.from_pretrained`] (a folder written by `save_pretrained`, or a Hub
+        repo). A local folder is checked first, so that a missing component folder or a config value of the wrong
+        type is reported with the exact file, instead of an error from deep inside a component's constructor.
+        """
+        if os.path.isdir(pretrained_model_name_or_path):
+            _check_pipeline_folder(os.fspath(pretrained_model_name_or_path), set(kwargs))
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     def create_model_card(
         self,
         repo_id: str | None = None,
