@@ -7,7 +7,7 @@ torch is deliberately a *range* (not a pin): install the torch build you want fi
 from setuptools import find_packages, setup
 
 RUNTIME_REQUIREMENTS = [
-    "torch>=2.1,<3",
+    "torch>=2.6,<3",  # torch.serialization.safe_globals with (function, name) pairs: the evaluators' safe loading
     "diffusers>=0.42.1,<0.43",
     "transformers>=5.0,<6",
     "accelerate>=1.0",

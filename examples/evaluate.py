@@ -18,8 +18,9 @@ floating-point rounding).
 With `--reference_dir`, the generated folder is evaluated against the reference clips of the same ids (FD, FAD, KL,
 IS with PANNs Cnn14 and VGGish as audioldm_eval; CLAP with laion/clap-htsat-fused; paper §4.3 and App. F). When the
 dataset has an audio column, its clips are first written there as 16 kHz mono WAVs. The checkpoints default to their
-public URLs (downloaded once); pass local files on a machine without network access. The metrics are printed and
-written as JSON to `--metrics_file` (default: `<output_dir>_metrics.json`).
+public URLs (downloaded once); pass local files on a machine without network access. Only the official files are
+loaded (checked by SHA-256); `--panns_sha256` / `--vggish_sha256` give the hash of a checkpoint of your own. The
+metrics are printed and written as JSON to `--metrics_file` (default: `<output_dir>_metrics.json`).
 """
 
 import argparse
@@ -68,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--reference_dir", default=None, help="Reference clips <id>.<ext>: evaluate against them.")
     parser.add_argument("--panns_checkpoint", default=PANNS_CNN14_16K_URL, help="Cnn14_16k_mAP=0.438.pth: file or URL.")
     parser.add_argument("--vggish_checkpoint", default=VGGISH_URL, help="vggish-10086976.pth: file or URL.")
+    parser.add_argument("--panns_sha256", default=None,
+                        help="SHA-256 of a PANNs checkpoint of your own (by default only the official file loads).")
+    parser.add_argument("--vggish_sha256", default=None, help="SHA-256 of a VGGish checkpoint of your own.")
     parser.add_argument("--clap_model", default=CLAP_MODEL_ID, help="CLAP Hub id or folder (paper App. F.4).")
     parser.add_argument("--metrics_file", default=None, help="JSON output (default: <output_dir>_metrics.json).")
     args = parser.parse_args(argv)
@@ -208,6 +212,8 @@ def main(argv=None) -> dict | None:
             vggish_checkpoint=args.vggish_checkpoint,
             clap_model=args.clap_model,
             device=args.device,
+            panns_sha256=args.panns_sha256,
+            vggish_sha256=args.vggish_sha256,
         )
 
     generate(args, clips, output_dir)
@@ -223,7 +229,7 @@ def main(argv=None) -> dict | None:
     metrics_file = Path(args.metrics_file or f"{output_dir.resolve()}_metrics.json")
     settings = {name: getattr(args, name) for name in (
         "pipeline", "captions", "num_inference_steps", "num_diffusion_steps", "guidance_scale", "seed", "dtype",
-        "reference_dir", "panns_checkpoint", "vggish_checkpoint", "clap_model",
+        "reference_dir", "panns_checkpoint", "vggish_checkpoint", "panns_sha256", "vggish_sha256", "clap_model",
     )}
     metrics_file.write_text(json.dumps({**metrics, "settings": settings}, indent=2) + "\n")
     print(f"Metrics written to {metrics_file}.")

@@ -1,8 +1,12 @@
 """The evaluation networks (PANNs Cnn14, VGGish, CLAP), their front-ends, and examples/evaluate.py (CPU, offline)."""
 
+import hashlib
 import importlib
 import importlib.util
+import io
 import json
+import pickle
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -39,6 +43,7 @@ from diffusers_impact.evaluators import (
     vggish_mel_filterbank,
 )
 from diffusers_impact.evaluators import evaluator as evaluator_module
+from diffusers_impact.evaluators.checkpoints import PANNS_CNN14_16K_SHA256, VGGISH_SHA256, VGGISH_URL
 from diffusers_impact.testing_utils import tiny_clap_tokenizer, tiny_impact_pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -66,9 +71,13 @@ def tiny_clap_model(seed: int = 0) -> tuple[ClapModel, ClapProcessor]:
     return ClapModel(config).eval(), ClapProcessor(feature_extractor=ClapFeatureExtractor(), tokenizer=tokenizer)
 
 
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    """Randomly initialised networks saved in the layout of the released files, and a tiny CLAP folder."""
+def checkpoints(tmp_path_factory) -> dict:
+    """Randomly initialised networks saved in the layout of the released files (and their SHA-256), a tiny CLAP."""
     root = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     # audioset_tagging_cnn saves {"iteration": ..., "model": state_dict}; torchvggish saves the bare state dict.
@@ -77,7 +86,9 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     model, processor = tiny_clap_model()
     model.save_pretrained(root / "clap")
     processor.save_pretrained(root / "clap")
-    return {"panns": root / "Cnn14_16k_mAP=0.438.pth", "vggish": root / "vggish-10086976.pth", "clap": root / "clap"}
+    panns, vggish = root / "Cnn14_16k_mAP=0.438.pth", root / "vggish-10086976.pth"
+    return {"panns": panns, "panns_sha256": sha256(panns), "vggish": vggish, "vggish_sha256": sha256(vggish),
+            "clap": root / "clap"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -209,7 +220,7 @@ def test_cnn14_state_dict_has_the_released_checkpoint_layout():
 
 
 def test_cnn14_loads_strictly_and_outputs_embedding_and_logits(checkpoints):
-    model = Cnn14.from_pretrained(checkpoints["panns"])
+    model = Cnn14.from_pretrained(checkpoints["panns"], sha256=checkpoints["panns_sha256"])
     assert not model.training
     expected = torch.load(checkpoints["panns"], weights_only=True)["model"]
     for name, value in model.state_dict().items():
@@ -227,16 +238,17 @@ def test_cnn14_loads_strictly_and_outputs_embedding_and_logits(checkpoints):
     assert not torch.allclose(output.logits[0], output.logits[1])
 
     incomplete = {name: value for name, value in expected.items() if name != "fc1.bias"}
-    torch.save({"model": incomplete}, checkpoints["panns"].with_name("incomplete.pth"))
+    incomplete_file = checkpoints["panns"].with_name("incomplete.pth")
+    torch.save({"model": incomplete}, incomplete_file)
     with pytest.raises(RuntimeError, match="fc1.bias"):
-        Cnn14.from_pretrained(checkpoints["panns"].with_name("incomplete.pth"))
+        Cnn14.from_pretrained(incomplete_file, sha256=sha256(incomplete_file))
 
 
 def test_vggish_state_dict_layout_loading_and_pre_relu_embeddings(checkpoints):
     model = VGGish()
     assert {name: tuple(value.shape) for name, value in model.state_dict().items()} == VGGISH_SHAPES
     assert sum(parameter.numel() for parameter in model.parameters()) == 72_141_184
-    loaded = VGGish.from_pretrained(checkpoints["vggish"])
+    loaded = VGGish.from_pretrained(checkpoints["vggish"], sha256=checkpoints["vggish_sha256"])
     assert not loaded.training
     examples = vggish_examples(np.random.default_rng(4).standard_normal(160000) * 0.1)
     with torch.no_grad():
@@ -276,29 +288,118 @@ def test_missing_or_unreachable_checkpoints_name_where_to_get_them(tmp_path, mon
         ClapScorer.from_pretrained(tmp_path / "no-clap-here")
 
 
-def test_checkpoint_sources_url_cache_hub_and_pickled_training_state(tmp_path, monkeypatch):
-    state_dict = {"weight": torch.arange(3.0)}
+class TouchesOnUnpickling:
+    """A pickle payload: unpickling it runs `Path.touch(marker)`."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_hostile_pickles_are_refused_from_every_source_and_never_run(tmp_path, monkeypatch):
+    marker = tmp_path / "code-ran"
+    hostile = tmp_path / "Cnn14_16k_mAP=0.438.pth"
+    torch.save({"iteration": 0, "model": {"weight": torch.ones(1)}, "payload": TouchesOnUnpickling(marker)}, hostile)
+    torch.load(hostile, weights_only=False)  # the payload works: a full unpickling runs it
+    assert marker.is_file()
+    marker.unlink()
+    digest = sha256(hostile)
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, destination, progress=True: shutil.copyfile(
+        hostile, destination))
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", lambda repo_id, filename: str(hostile))
+    for source in [hostile, "https://example.com/Cnn14_16k_mAP%3D0.438.pth", "hf://someone/panns/Cnn14.pth"]:
+        # Not the official file: refused before it is read.
+        with pytest.raises(ValueError, match=f"is not the official file: its SHA-256 is {digest}, the official "
+                                             f"file's is {PANNS_CNN14_16K_SHA256}"):
+            Cnn14.from_pretrained(source)
+        # Its own hash passed: read with weights_only, which refuses the payload.
+        with pytest.raises(pickle.UnpicklingError, match="not unpickled because unpickling can run arbitrary code"):
+            Cnn14.from_pretrained(source, sha256=digest)
+        assert not marker.exists()
+    with pytest.raises(pickle.UnpicklingError, match=r"VGGish checkpoint .* holds pickled objects other than"):
+        VGGish.from_pretrained(hostile, sha256=digest)
+    assert not marker.exists()
+
+
+def save_as_numpy_1(checkpoint: dict, path: Path):
+    """`torch.save` with NumPy arrays pickled under NumPy 1's name, as in the released PANNs file."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer, _use_new_zipfile_serialization=False)  # one plain pickle stream, safe to edit
+    path.write_bytes(buffer.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+
+
+def test_panns_training_state_loads_with_only_int64_numpy_arrays_allowed(tmp_path):
+    # audioset_tagging_cnn's checkpoint: the model and BalancedTrainSampler.state_dict() (int64 index arrays).
+    indexes = [np.array([4, 1], dtype=np.int64), np.array([3], dtype=np.int64)]
+    sampler = {"indexes_per_class": indexes, "queue": [1, 0], "pointers_of_classes": [0, 1]}
+    path = tmp_path / "panns.pth"
+    save_as_numpy_1({"iteration": 540000, "model": {"weight": torch.arange(3.0)}, "sampler": sampler}, path)
+    assert b"numpy.core.multiarray\n_reconstruct" in path.read_bytes()
+    loaded = load_checkpoint(path, "demo", "u", PANNS_CNN14_16K_SHA256, sha256(path))
+    assert list(loaded) == ["weight"] and torch.equal(loaded["weight"], torch.arange(3.0))
+    # Any other NumPy type is refused.
+    path = tmp_path / "float64.pth"
+    torch.save({"model": {}, "scale": np.ones(2)}, path)
+    with pytest.raises(pickle.UnpicklingError, match="float64.pth holds pickled objects other than tensors"):
+        load_checkpoint(path, "demo", "u", PANNS_CNN14_16K_SHA256, sha256(path))
+
+
+def test_checkpoint_hash_mismatch_names_the_file_both_hashes_and_what_to_do(tmp_path):
+    path = tmp_path / "vggish-10086976.pth"
+    torch.save({"weight": torch.ones(1)}, path)
+    digest = sha256(path)
+    with pytest.raises(ValueError) as error:
+        VGGish.from_pretrained(path)
+    assert str(error.value) == (
+        f"VGGish checkpoint {path} is not the official file: its SHA-256 is {digest}, the official file's is "
+        f"{VGGISH_SHA256}. It was not loaded. Download the official file from {VGGISH_URL}, or pass the SHA-256 of a "
+        "checkpoint of your own as `sha256` to load that one."
+    )
+    with pytest.raises(ValueError, match=f"has SHA-256 {digest}, not the {'0' * 64} passed as `sha256`"):
+        VGGish.from_pretrained(path, sha256="0" * 64)
+    with pytest.raises(ValueError, match="`sha256` must be 64 hexadecimal digits .* got '10086976'"):
+        VGGish.from_pretrained(path, sha256="10086976")
+    assert torch.equal(load_checkpoint(path, "demo", "u", VGGISH_SHA256, digest.upper())["weight"], torch.ones(1))
+
+
+def test_downloads_are_cached_by_sha256_not_by_file_name(tmp_path, monkeypatch):
+    torch.save({"weight": torch.full((2,), 1.0)}, tmp_path / "a.pth")
+    torch.save({"weight": torch.full((2,), 2.0)}, tmp_path / "b.pth")
+    hashes = {name: sha256(tmp_path / f"{name}.pth") for name in "ab"}
+    served = {"https://a.example/model.pth": tmp_path / "a.pth", "https://b.example/model.pth": tmp_path / "b.pth",
+              "https://mirror.example/copy.pth": tmp_path / "a.pth"}  # two files with one name, one file at two URLs
     downloads = []
 
     def download(url, destination, progress=True):
         downloads.append(url)
-        torch.save({"model": state_dict, "sampler": {"indexes": np.arange(4)}}, destination)  # numpy: not weights-only
+        shutil.copyfile(served[url], destination)
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", download)
-    url = "https://example.com/files/Cnn14_16k_mAP%3D0.438.pth"
-    for _ in range(2):  # downloaded once, then read from the cache
-        loaded = load_checkpoint(url, "demo", url)
-        assert list(loaded) == ["weight"] and torch.equal(loaded["weight"], state_dict["weight"])
-    assert downloads == [url]
-    assert (tmp_path / "hub" / "checkpoints" / "Cnn14_16k_mAP=0.438.pth").is_file()
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save({"weight": torch.zeros(2)}, cache / "model.pth")  # what a cache by file name would have reused
+    for _ in range(2):  # each file downloaded once, then read from the cache
+        assert load_checkpoint("https://a.example/model.pth", "demo", "u", "0" * 64, hashes["a"])["weight"][0] == 1
+        assert load_checkpoint("https://b.example/model.pth", "demo", "u", "0" * 64, hashes["b"])["weight"][0] == 2
+    # The same file under another URL is not downloaded again.
+    assert load_checkpoint("https://mirror.example/copy.pth", "demo", "u", "0" * 64, hashes["a"])["weight"][0] == 1
+    assert downloads == ["https://a.example/model.pth", "https://b.example/model.pth"]
+    assert sorted(path.name for path in (cache / "sha256").iterdir()) == sorted(hashes.values())
 
-    hub_file = tmp_path / "from_hub.pth"
-    torch.save(state_dict, hub_file)
+    # A download that is not the expected file is refused and not kept.
+    with pytest.raises(ValueError, match=r"https://a\.example/model\.pth is not the official file"):
+        load_checkpoint("https://a.example/model.pth", "demo", "u", PANNS_CNN14_16K_SHA256)
+    assert sorted(path.name for path in (cache / "sha256").iterdir()) == sorted(hashes.values())
+
     requests = []
     monkeypatch.setattr("huggingface_hub.hf_hub_download",
-                        lambda repo_id, filename: requests.append((repo_id, filename)) or str(hub_file))
-    assert torch.equal(load_checkpoint("hf://owner/repo/sub/dir/file.pth", "demo", url)["weight"], torch.arange(3.0))
+                        lambda repo_id, filename: requests.append((repo_id, filename)) or str(tmp_path / "b.pth"))
+    assert load_checkpoint("hf://owner/repo/sub/dir/file.pth", "demo", "u", hashes["b"])["weight"][0] == 2
     assert requests == [("owner/repo", "sub/dir/file.pth")]
 
 
@@ -393,7 +494,8 @@ def test_evaluator_computes_table_1_columns_from_paired_features(tmp_path, monke
     write_clips(tmp_path / "generated", ["x", "y", "z"], seconds=1.5, seed=1)
     write_clips(tmp_path / "reference", ["x", "y", "z"], seconds=3.0, sampling_rate=32000, seed=2)
     model, processor = tiny_clap_model()
-    evaluator = AudioEvaluator(Cnn14.from_pretrained(checkpoints["panns"]), VGGish.from_pretrained(checkpoints["vggish"]),
+    evaluator = AudioEvaluator(Cnn14.from_pretrained(checkpoints["panns"], sha256=checkpoints["panns_sha256"]),
+                               VGGish.from_pretrained(checkpoints["vggish"], sha256=checkpoints["vggish_sha256"]),
                                clap=ClapScorer(model, processor, batch_size=2))
     captions = {"x": "a dog bark", "y": "rain", "z": "a cat meow"}
     generated = evaluator.extract_features(tmp_path / "generated", captions=captions, progress=False)
@@ -500,6 +602,7 @@ def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_pat
     result = run_script(
         "--captions", tmp_path / "dataset", "--reference_dir", reference, "--panns_checkpoint", checkpoints["panns"],
         "--vggish_checkpoint", checkpoints["vggish"], "--clap_model", checkpoints["clap"], *common,
+        "--panns_sha256", checkpoints["panns_sha256"], "--vggish_sha256", checkpoints["vggish_sha256"],
     )
     assert result.returncode == 0, result.stderr
     assert "4 of 4 clips already" in result.stdout
@@ -514,7 +617,8 @@ def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_pat
 
     # The same numbers in-process, from the features of the same networks (FD aside: its 2048-d sqrtm is slow).
     model, processor = (ClapModel.from_pretrained(checkpoints["clap"]), ClapProcessor.from_pretrained(checkpoints["clap"]))
-    evaluator = AudioEvaluator(Cnn14.from_pretrained(checkpoints["panns"]), VGGish.from_pretrained(checkpoints["vggish"]),
+    evaluator = AudioEvaluator(Cnn14.from_pretrained(checkpoints["panns"], sha256=checkpoints["panns_sha256"]),
+                               VGGish.from_pretrained(checkpoints["vggish"], sha256=checkpoints["vggish_sha256"]),
                                clap=ClapScorer(model.eval(), processor))
     ours = evaluator.extract_features(generated, captions=dict(zip(ids, captions)), progress=False)
     theirs = evaluator.extract_features(reference, progress=False)
@@ -535,6 +639,9 @@ def test_evaluate_script_fails_before_generating_when_a_checkpoint_is_missing(tm
                  "--output_dir", str(tmp_path / "generated"), "--reference_dir", str(tmp_path / "reference"),
                  "--panns_checkpoint", str(tmp_path / "Cnn14_16k_mAP=0.438.pth"), "--device", "cpu"]
     with pytest.raises(FileNotFoundError, match=r"zenodo\.org/record/3987831"):
+        load_example().main(arguments)
+    torch.save({"model": {}}, tmp_path / "Cnn14_16k_mAP=0.438.pth")  # not the official file, and no --panns_sha256
+    with pytest.raises(ValueError, match=r"Cnn14_16k_mAP=0\.438\.pth is not the official file"):
         load_example().main(arguments)
     assert list((tmp_path / "generated").iterdir()) == []
     (tmp_path / "bad.csv").write_text("youtube_id,text\nabc,a dog\n")

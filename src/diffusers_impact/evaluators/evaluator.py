@@ -205,6 +205,8 @@ class AudioEvaluator:
         vggish_checkpoint: str | os.PathLike = VGGISH_URL,
         clap_model: str | os.PathLike | None = CLAP_MODEL_ID,
         device: str | torch.device | None = None,
+        panns_sha256: str | None = None,
+        vggish_sha256: str | None = None,
     ) -> "AudioEvaluator":
         """
         Loads the three evaluation networks.
@@ -217,9 +219,13 @@ class AudioEvaluator:
             clap_model (`str` or `os.PathLike`, *optional*, defaults to `"laion/clap-htsat-fused"`): Hub id or folder
                 of the CLAP model ([`ClapScorer.from_pretrained`]); `None` skips the CLAP score.
             device (`str` or `torch.device`, *optional*): Where the networks run; defaults to the CPU.
+            panns_sha256 (`str`, *optional*): SHA-256 of a PANNs checkpoint of your own; by default only the official
+                file is loaded.
+            vggish_sha256 (`str`, *optional*): The same for VGGish.
 
         Raises:
             `FileNotFoundError` or `OSError`: A checkpoint is missing or unreachable; the message says where to get it.
+            `ValueError`: A checkpoint's SHA-256 is not the official one (or the one passed).
 
         Example:
 
@@ -234,8 +240,8 @@ class AudioEvaluator:
         https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth and pass the local path (or pass the URL).
         ```
         """
-        panns = Cnn14.from_pretrained(panns_checkpoint)
-        vggish = VGGish.from_pretrained(vggish_checkpoint)
+        panns = Cnn14.from_pretrained(panns_checkpoint, sha256=panns_sha256)
+        vggish = VGGish.from_pretrained(vggish_checkpoint, sha256=vggish_sha256)
         clap = None if clap_model is None else ClapScorer.from_pretrained(clap_model, device=device)
         return cls(panns, vggish, clap=clap, device=device)
 
@@ -368,6 +374,8 @@ def evaluate_audio_folders(
     clap_model: str | os.PathLike = CLAP_MODEL_ID,
     device: str | torch.device | None = None,
     progress: bool = True,
+    panns_sha256: str | None = None,
+    vggish_sha256: str | None = None,
 ) -> dict:
     """
     The paper's Table 1 metrics (FD, FAD, KL, IS, CLAP) of generated clips against reference clips, in one call.
@@ -384,6 +392,8 @@ def evaluate_audio_folders(
         clap_model (`str` or `os.PathLike`, defaults to `"laion/clap-htsat-fused"`): CLAP Hub id or folder.
         device (`str` or `torch.device`, *optional*): Where the networks run; defaults to the CPU.
         progress (`bool`, defaults to `True`): Show progress bars.
+        panns_sha256 (`str`, *optional*): SHA-256 of a PANNs checkpoint of your own (default: only the official one).
+        vggish_sha256 (`str`, *optional*): The same for VGGish.
 
     Returns:
         `dict`: See [`AudioEvaluator.evaluate`].
@@ -413,5 +423,7 @@ def evaluate_audio_folders(
         vggish_checkpoint=vggish_checkpoint,
         clap_model=clap_model if captions is not None else None,
         device=device,
+        panns_sha256=panns_sha256,
+        vggish_sha256=vggish_sha256,
     )
     return evaluator.evaluate(generated_dir, reference_dir, captions=captions, progress=progress)

@@ -17,7 +17,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from ..audio import mel_filterbank
-from .checkpoints import PANNS_CNN14_16K_URL, load_checkpoint
+from .checkpoints import PANNS_CNN14_16K_SHA256, PANNS_CNN14_16K_URL, load_checkpoint
 
 # audioldm_eval `EvaluationHelper(16000, ...)`: Cnn14(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64,
 # fmin=50, fmax=8000, classes_num=527).
@@ -239,18 +239,23 @@ class Cnn14(nn.Module):
         self.fc_audioset = nn.Linear(2048, num_classes)
 
     @classmethod
-    def from_pretrained(cls, checkpoint: str | os.PathLike = PANNS_CNN14_16K_URL, **kwargs) -> "Cnn14":
+    def from_pretrained(
+        cls, checkpoint: str | os.PathLike = PANNS_CNN14_16K_URL, sha256: str | None = None, **kwargs
+    ) -> "Cnn14":
         """
         Builds the model and loads a released PANNs checkpoint with `strict=True`, in evaluation mode.
 
         Args:
             checkpoint (`str` or `os.PathLike`, defaults to the Zenodo URL of `Cnn14_16k_mAP=0.438.pth`): A local
                 file, a URL or `hf://<repo_id>/<file>` (see [`~evaluators.checkpoints.load_checkpoint`]).
+            sha256 (`str`, *optional*): SHA-256 of a checkpoint of your own. Without it, the file must be the official
+                `Cnn14_16k_mAP=0.438.pth` ([`~evaluators.checkpoints.PANNS_CNN14_16K_SHA256`]).
             kwargs: Passed to the constructor (e.g. the 32 kHz configuration).
 
         Raises:
             `FileNotFoundError` or `OSError`: The checkpoint is missing or cannot be downloaded; the message names
                 https://zenodo.org/record/3987831.
+            `ValueError`: The file's SHA-256 is not the official one (or `sha256`).
 
         Example:
 
@@ -265,7 +270,9 @@ class Cnn14(nn.Module):
         https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth and pass the local path (or pass the URL).
         ```
         """
-        state_dict = load_checkpoint(checkpoint, "PANNs Cnn14 (16 kHz)", PANNS_CNN14_16K_URL)
+        state_dict = load_checkpoint(
+            checkpoint, "PANNs Cnn14 (16 kHz)", PANNS_CNN14_16K_URL, PANNS_CNN14_16K_SHA256, sha256
+        )
         model = cls(**kwargs)
         model.load_state_dict(state_dict, strict=True)
         return model.eval()

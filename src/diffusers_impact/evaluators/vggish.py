@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoints import VGGISH_URL, load_checkpoint
+from .checkpoints import VGGISH_SHA256, VGGISH_URL, load_checkpoint
 
 # torchvggish `vggish_params.py`.
 VGGISH_SAMPLING_RATE = 16000
@@ -192,17 +192,20 @@ class VGGish(nn.Module):
         )
 
     @classmethod
-    def from_pretrained(cls, checkpoint: str | os.PathLike = VGGISH_URL) -> "VGGish":
+    def from_pretrained(cls, checkpoint: str | os.PathLike = VGGISH_URL, sha256: str | None = None) -> "VGGish":
         """
         Builds the model and loads torchvggish's released weights with `strict=True`, in evaluation mode.
 
         Args:
             checkpoint (`str` or `os.PathLike`, defaults to the GitHub release URL of `vggish-10086976.pth`): A local
                 file, a URL or `hf://<repo_id>/<file>` (see [`~evaluators.checkpoints.load_checkpoint`]).
+            sha256 (`str`, *optional*): SHA-256 of a checkpoint of your own. Without it, the file must be the official
+                `vggish-10086976.pth` ([`~evaluators.checkpoints.VGGISH_SHA256`]).
 
         Raises:
             `FileNotFoundError` or `OSError`: The checkpoint is missing or cannot be downloaded; the message names
                 the GitHub release URL.
+            `ValueError`: The file's SHA-256 is not the official one (or `sha256`).
 
         Example:
 
@@ -218,7 +221,7 @@ class VGGish(nn.Module):
         (or pass the URL).
         ```
         """
-        state_dict = load_checkpoint(checkpoint, "VGGish", VGGISH_URL)
+        state_dict = load_checkpoint(checkpoint, "VGGish", VGGISH_URL, VGGISH_SHA256, sha256)
         model = cls()
         model.load_state_dict(state_dict, strict=True)
         return model.eval()
