@@ -531,3 +531,51 @@ def test_real_size_audioldm_vae_and_vocoder_give_163840_samples_for_10_24_s():
     audio = pipe("a dog barking", num_inference_steps=2, num_diffusion_steps=2, guidance_scale=1.0).audios
     assert audio.shape == (1, 163840)
     assert np.isfinite(audio).all()
+
+
+# ---------------------------------------------------------------------------------- diffusion step annealing (DiSA)
+def head_calls_per_iteration(pipe, **overrides) -> tuple[list[int], torch.Tensor]:
+    """How many times the head ran in each decoding iteration (one transformer forward starts each), and the latents."""
+    calls = []
+    hooks = [
+        pipe.transformer.register_forward_pre_hook(lambda module, args: calls.append(0)),
+        pipe.diff_head.register_forward_pre_hook(lambda module, args: calls.__setitem__(-1, calls[-1] + 1)),
+    ]
+    latents = pipe(**inputs(output_type="latent", **overrides)).audios
+    for hook in hooks:
+        hook.remove()
+    return calls, latents
+
+
+def test_annealed_diffusion_steps_go_linearly_from_first_to_last():
+    from diffusers_impact.pipelines.pipeline_impact import annealed_diffusion_steps
+
+    assert annealed_diffusion_steps(100, 4) == [100] * 4
+    assert annealed_diffusion_steps((50, 5), 16) == [50, 47, 44, 41, 38, 35, 32, 29, 26, 23, 20, 17, 14, 11, 8, 5]
+    assert annealed_diffusion_steps((7, 2), 3) == [7, 5, 2]  # 4.5 rounds half up
+    assert annealed_diffusion_steps((5, 50), 2) == [5, 50]
+    assert annealed_diffusion_steps((50, 5), 1) == [50]
+
+
+def test_the_head_runs_the_annealed_step_count_at_each_iteration(pipe):
+    calls, annealed = head_calls_per_iteration(pipe, num_diffusion_steps=(7, 2))
+    assert calls == [7, 5, 2]
+    assert torch.isfinite(annealed).all()
+    calls, constant = head_calls_per_iteration(pipe, num_diffusion_steps=5)
+    assert calls == [5, 5, 5]
+    # A pair with equal ends is the int path, bit for bit.
+    assert torch.equal(pipe(**inputs(output_type="latent", num_diffusion_steps=(5, 5))).audios, constant)
+    assert (annealed - constant).abs().max() > 1e-4
+
+
+def test_annealing_works_with_a_swapped_diffusers_scheduler(pipe):
+    pipe.head_scheduler = DDIMScheduler.from_config(pipe.head_scheduler.config)
+    calls, latents = head_calls_per_iteration(pipe, num_diffusion_steps=(6, 3))
+    assert calls == [6, 5, 3]
+    assert torch.isfinite(latents).all()
+
+
+@pytest.mark.parametrize("steps", [(0, 5), (5,), (5, 5, 5), (5, 2.5), (True, 5), "5"])
+def test_a_bad_annealing_pair_is_refused(pipe, steps):
+    with pytest.raises(ValueError, match="`num_diffusion_steps`"):
+        pipe(**inputs(num_diffusion_steps=steps))

@@ -92,6 +92,30 @@ def _is_finite_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, torch.Tensor)) and math.isfinite(value)
 
 
+def annealed_diffusion_steps(num_diffusion_steps: int | tuple[int, int], num_iterations: int) -> list[int]:
+    """
+    The diffusion head's step count at each decoding iteration: constant for an int; for a pair `(first, last)`,
+    diffusion step annealing (DiSA, arXiv 2505.20297, its linear schedule): `first` at the first iteration, `last`
+    at the final one, linear in between, rounded half up.
+
+    Example:
+
+    ```py
+    >>> from diffusers_impact.pipelines.pipeline_impact import annealed_diffusion_steps
+
+    >>> annealed_diffusion_steps(100, 3)
+    [100, 100, 100]
+    >>> annealed_diffusion_steps((50, 5), 4)
+    [50, 35, 20, 5]
+    ```
+    """
+    if not isinstance(num_diffusion_steps, (tuple, list)):
+        return [int(num_diffusion_steps)] * num_iterations
+    first, last = (int(steps) for steps in num_diffusion_steps)
+    span = max(num_iterations - 1, 1)
+    return [math.floor(first + (last - first) * index / span + 0.5) for index in range(num_iterations)]
+
+
 def _config_value_fits(annotation, value) -> bool | None:
     """Whether a config.json value fits an `__init__` annotation; `None` where the annotation is not a plain scalar."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -602,8 +626,16 @@ class ImpactPipeline(DiffusionPipeline):
                 "This transformer takes a pooled (CLAP) text embedding but the pipeline has no `clap_text_encoder`: "
                 "load one or pass `prompt_embeds` with `pooled_prompt_embeds`."
             )
-        for name, value in (("num_inference_steps", num_inference_steps), ("num_diffusion_steps", num_diffusion_steps),
-                            ("num_waveforms_per_prompt", num_waveforms_per_prompt)):
+        integer_arguments = [("num_inference_steps", num_inference_steps), ("num_waveforms_per_prompt", num_waveforms_per_prompt)]
+        if isinstance(num_diffusion_steps, (tuple, list)):  # (first, last): diffusion step annealing
+            if len(num_diffusion_steps) != 2:
+                raise ValueError(
+                    f"`num_diffusion_steps` must be a positive integer or a pair (first, last), got {num_diffusion_steps!r}."
+                )
+            integer_arguments += [("num_diffusion_steps", steps) for steps in num_diffusion_steps]
+        else:
+            integer_arguments.append(("num_diffusion_steps", num_diffusion_steps))
+        for name, value in integer_arguments:
             if not _is_integer(value) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {_describe(value)}.")
         if not _is_finite_real(guidance_scale) or guidance_scale < 1.0:
@@ -763,7 +795,7 @@ class ImpactPipeline(DiffusionPipeline):
         prompt: str | list[str] | None = None,
         audio_length_in_s: float | None = None,
         num_inference_steps: int = 32,
-        num_diffusion_steps: int = 100,
+        num_diffusion_steps: int | tuple[int, int] = 100,
         guidance_scale: float = 5.0,
         guidance_schedule: str | None = None,
         temperature: float = 1.0,
@@ -790,7 +822,11 @@ class ImpactPipeline(DiffusionPipeline):
             audio_length_in_s (`float`, *optional*): Seconds of audio to return, at most the model's length (10.24 s
                 for AudioLDM latents); shorter lengths crop the generated audio. Defaults to the model's length.
             num_inference_steps (`int`, defaults to 32): Decoding iterations T (paper §3.2; 64 in the paper's tables).
-            num_diffusion_steps (`int`, defaults to 100): Sampling steps of the diffusion head per iteration.
+            num_diffusion_steps (`int` or `tuple[int, int]`, defaults to 100): Sampling steps of the diffusion head
+                per decoding iteration. A pair `(first, last)` anneals them (DiSA, Zhao et al. 2025, arXiv 2505.20297):
+                `first` steps at the first iteration, `last` at the final one, linear in between and rounded (e.g.
+                `(50, 5)`). Later tokens are conditioned on more generated context and need fewer steps; the later
+                iterations generate the most tokens, so the head's work drops by more than the mean step count.
             guidance_scale (`float`, defaults to 5.0): Maximum guidance scale β_max (App. A); 1.0 disables
                 classifier-free guidance and halves the work.
             guidance_schedule (`str`, *optional*): `"cosine"` (paper), `"linear"` or `"constant"`; defaults to the
@@ -857,7 +893,7 @@ class ImpactPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs,
         )
         # NumPy numbers are accepted as numbers; everything below sees Python ints and floats.
-        num_inference_steps, num_diffusion_steps = int(num_inference_steps), int(num_diffusion_steps)
+        num_inference_steps = int(num_inference_steps)
         num_waveforms_per_prompt, temperature = int(num_waveforms_per_prompt), float(temperature)
         self._guidance_scale = float(guidance_scale)
         self._interrupt = False
@@ -888,6 +924,7 @@ class ImpactPipeline(DiffusionPipeline):
         scheduler.set_timesteps(num_inference_steps, self.transformer.num_tokens, device=device)
         timesteps = scheduler.timesteps
         self._num_timesteps = len(timesteps)
+        diffusion_steps = annealed_diffusion_steps(num_diffusion_steps, len(timesteps))
         noise_tokens = self.transformer.patchify(self.prepare_latents(batch_size, generator, device, latents))
         orders = scheduler.sample_orders(batch_size, generator=generator, device=device)
         tokens = torch.zeros_like(noise_tokens)
@@ -917,7 +954,7 @@ class ImpactPipeline(DiffusionPipeline):
                 start_noise = torch.gather(noise_tokens, 1, positions.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
                 step_guidance = scheduler.guidance_scale_at(i, self._guidance_scale, guidance_schedule)
                 new_tokens = self.sample_tokens(
-                    selected_hidden, start_noise, step_guidance, num_diffusion_steps, step_kwargs, head_scheduler
+                    selected_hidden, start_noise, step_guidance, diffusion_steps[i], step_kwargs, head_scheduler
                 )
                 tokens = scheduler.step(new_tokens, t, tokens, orders).prev_sample
 
