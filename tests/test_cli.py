@@ -114,3 +114,72 @@ def test_default_model_never_writes_clipped_audio(prompt, tmp_path, capsys):
         assert "scaled by" in err and "-1 dBFS" in err
         assert "note: 'rain on a tin roof' is far from everything the default model was trained on" in err
         assert "cat, cow, dog, duck, frog, horse, owl, pig, rooster, sheep" in err
+
+
+# ------------------------------------------------------------------------------------------- --prompts-file batches
+TINY = ["--model", "tiny-random", "--steps", "2", "--diffusion-steps", "3"]
+
+
+def test_a_prompts_file_is_generated_in_batches_named_by_line_and_prompt_and_resumed(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a dog barking\n\nRain, on a tin roof!\na cat meowing\n", encoding="utf-8")
+    out = tmp_path / "clips"
+    code, _, err = run(["--prompts-file", str(prompts), "-o", str(out), "--batch-size", "2", *TINY], capsys)
+    assert code == 0 and "3 prompts" in err and "0 done already, 3 to generate" in err
+    names = ["0001_a-dog-barking.wav", "0003_rain-on-a-tin-roof.wav", "0004_a-cat-meowing.wav"]
+    assert sorted(path.name for path in out.iterdir()) == names  # no partial files left
+    first = {name: soundfile.read(out / name, dtype="int16")[0] for name in names}
+    assert not np.array_equal(first[names[0]], first[names[2]])
+
+    # Resume: only the missing clip is generated, alone in its batch now, and it is the same clip.
+    (out / names[1]).unlink()
+    kept = (out / names[0]).stat().st_mtime_ns
+    code, _, err = run(["--prompts-file", str(prompts), "-o", str(out), "--batch-size", "2", *TINY], capsys)
+    assert code == 0 and "2 done already, 1 to generate" in err
+    assert (out / names[0]).stat().st_mtime_ns == kept
+    again = soundfile.read(out / names[1], dtype="int16")[0]
+    assert np.abs(again.astype(np.int32) - first[names[1]]).max() <= 1  # other batch shape: float rounding only
+
+    code, _, err = run(["--prompts-file", str(prompts), "-o", str(out), *TINY], capsys)
+    assert code == 0 and "3 done already, 0 to generate" in err
+
+
+def test_several_waveforms_per_line_get_numbered_files(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a dog\n", encoding="utf-8")
+    code, _, _ = run(["--prompts-file", str(prompts), "-o", str(tmp_path / "out"), "--num-waveforms", "2", *TINY], capsys)
+    assert code == 0
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["0001_a-dog_0.wav", "0001_a-dog_1.wav"]
+
+
+@pytest.mark.parametrize(
+    "content, extra, message",
+    [
+        (b"a dog\n\xff\xfe rain\n", [], "is not UTF-8 text (line 2)"),
+        (b"\n  \n", [], "has no prompts"),
+        (b"a dog\n", ["a cat"], "give a PROMPT or --prompts-file"),
+        (b"a dog\n", ["--mel-png", "x.png"], "--mel-png goes with a single PROMPT"),
+        (b"a dog\n", ["--batch-size", "0"], "argument --batch-size"),
+    ],
+)
+def test_bad_prompts_files_are_refused(content, extra, message, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes(content)
+    code, _, err = run(["--prompts-file", str(prompts), "-o", str(tmp_path / "out"), *TINY, *extra], capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_annealed_diffusion_steps_from_the_command_line(tmp_path, capsys, monkeypatch):
+    from diffusers_impact import ImpactPipeline
+
+    seen = []
+    call = ImpactPipeline.__call__
+    monkeypatch.setattr(ImpactPipeline, "__call__", lambda self, *a, **k: seen.append(k["num_diffusion_steps"]) or call(self, *a, **k))
+    argv = ["a dog", "-o", str(tmp_path / "dog.wav"), "--model", "tiny-random", "--steps", "2"]
+    assert run([*argv, "--diffusion-steps", "7:2"], capsys)[0] == 0
+    assert run([*argv, "--diffusion-steps", "4"], capsys)[0] == 0
+    assert seen == [(7, 2), 4]
+    for bad in ("7:5:2", "7:0", "a:b", "7:"):
+        code, _, err = run([*argv, "--diffusion-steps", bad], capsys)
+        assert code == 2 and f"argument --diffusion-steps: invalid step count (N, or FIRST:LAST) value: '{bad}'" in err

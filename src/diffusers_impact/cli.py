@@ -4,6 +4,7 @@ Example (the embedded default model, trained on ten animal sounds; `--model` tak
 id):
 
     impact-generate "a dog barking" -o dog.wav --seed 0 --mel-png dog.png
+    impact-generate --prompts-file prompts.txt -o clips/ --batch-size 8      # many prompts, resumable
 
 Only the standard library is imported before the arguments are checked, so `--help` and argument errors are instant;
 torch, diffusers and the model load afterwards.
@@ -53,10 +54,19 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def diffusion_steps(text: str) -> int | tuple[int, int]:
+    """`25`, or `50:5` for annealing from 50 to 5 steps."""
+    values = tuple(positive_integer(part) for part in text.split(":"))
+    if len(values) > 2:
+        raise ValueError
+    return values[0] if len(values) == 1 else values
+
+
 # argparse names the flag and the value in its message ("argument --steps: invalid positive integer value: '0'").
 positive_integer.__name__ = "positive integer"
 guidance_scale.__name__ = "guidance scale (a number ≥ 1)"
 positive_seconds.__name__ = "length in seconds (a number > 0)"
+diffusion_steps.__name__ = "step count (N, or FIRST:LAST)"
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -64,10 +74,18 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         prog="impact-generate",
         description="Generate audio from text with IMPACT.",
         epilog="With --num-waveforms N > 1 the files are numbered: -o out.wav writes out_0.wav ... out_{N-1}.wav "
-        "(waveform k is the k-th of the batch generated from --seed). A clip that would clip in 16-bit PCM is scaled "
-        "to peak at -1 dBFS, and the command says so.",
+        "(waveform k is the k-th of the batch generated from --seed). With --prompts-file, -o is a folder and line L "
+        "of the file (prompt P) becomes LLLL_P.wav (P in lower case, words joined by '-', at most 60 characters), "
+        "or LLLL_P_k.wav for several waveforms; its seeds derive from --seed, L and k only, so a clip is the same "
+        "whatever the batch. Files that exist are skipped (resume an interrupted run by running it again); each "
+        "file is written whole or not at all. A clip that would clip in 16-bit PCM is scaled to peak at -1 dBFS, "
+        "and the command says so.",
     )
-    parser.add_argument("prompt", help="What the audio should contain, e.g. 'a dog barking'.")
+    parser.add_argument("prompt", nargs="?", help="What the audio should contain, e.g. 'a dog barking'.")
+    parser.add_argument("--prompts-file", default=None,
+                        help="Generate every line of this UTF-8 text file (blank lines are skipped) instead of PROMPT.")
+    parser.add_argument("--batch-size", type=positive_integer, default=8,
+                        help="Prompts generated together with --prompts-file (default: 8).")
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -75,11 +93,15 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         f"sounds (cat, cow, dog, duck, frog, horse, owl, pig, rooster, sheep); '{TINY_RANDOM}' builds a tiny "
         "untrained pipeline that only checks the installation (it makes noise).",
     )
-    parser.add_argument("-o", "--output", default="impact.wav", help="Output WAV path (default: impact.wav).")
+    parser.add_argument("-o", "--output", default=None,
+                        help="Output WAV path (default: impact.wav), or with --prompts-file the output folder (default: "
+                        "impact-outputs).")
     parser.add_argument("--steps", type=positive_integer, default=None,
                         help="Decoding iterations (default: 8 for the embedded model, else the pipeline's 32).")
-    parser.add_argument("--diffusion-steps", type=positive_integer, default=None,
-                        help="Diffusion-head steps (default: 25 for the embedded model, else the pipeline's 100).")
+    parser.add_argument("--diffusion-steps", type=diffusion_steps, metavar="STEPS", default=None,
+                        help="Diffusion-head steps per decoding iteration (default: 25 for the embedded model, else the "
+                        "pipeline's 100), or FIRST:LAST to anneal them from the first iteration to the last (DiSA, "
+                        "e.g. 50:5).")
     parser.add_argument("--guidance", type=guidance_scale, default=5.0, help="Maximum guidance scale, ≥ 1 (default: 5.0).")
     parser.add_argument("--negative-prompt", default=None, help="Text to steer away from (optional).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
@@ -87,7 +109,12 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-waveforms", type=positive_integer, default=1,
                         help="Waveforms to generate (default: 1); see below for their file names.")
     parser.add_argument("--mel-png", default=None, help="Also save the mel spectrogram(s) as this PNG (optional).")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if (arguments.prompt is None) == (arguments.prompts_file is None):
+        parser.error("give a PROMPT or --prompts-file FILE (one of them).")
+    if arguments.prompts_file is not None and arguments.mel_png:
+        parser.error("--mel-png goes with a single PROMPT, not with --prompts-file.")
+    return arguments
 
 
 def output_paths(output: str, count: int) -> list[Path]:
@@ -96,6 +123,47 @@ def output_paths(output: str, count: int) -> list[Path]:
     if count == 1:
         return [path]
     return [path.with_name(f"{path.stem}_{index}{path.suffix}") for index in range(count)]
+
+
+def slug(prompt: str, length: int = 60) -> str:
+    """The prompt as a file-name part: lower-case words of letters and digits joined by '-'."""
+    return "-".join(re.findall(r"[^\W_]+", prompt.lower()))[:length].strip("-") or "prompt"
+
+
+def read_prompts(prompts_file: str) -> list[tuple[int, str]]:
+    """(line number from 1, prompt) for every non-blank line."""
+    try:
+        lines = Path(prompts_file).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ValueError(f"--prompts-file {prompts_file!r} cannot be read ({error.strerror}).") from None
+    except UnicodeDecodeError as error:
+        line = Path(prompts_file).read_bytes()[: error.start].count(b"\n") + 1
+        raise ValueError(f"--prompts-file {prompts_file!r} is not UTF-8 text (line {line}).") from None
+    prompts = [(number, line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
+    if not prompts:
+        raise ValueError(f"--prompts-file {prompts_file!r} has no prompts (no non-blank lines).")
+    return prompts
+
+
+def clip_seed(seed: int, line: int, waveform: int) -> int:
+    """The seed of waveform `waveform` of line `line`: independent of the batch the line falls in."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, line, waveform]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def write_wav(path: Path, waveform, sampling_rate: int) -> None:
+    """16-bit WAV, scaled below full scale if it would clip, written to a temporary name and renamed into place (an
+    interrupted run never leaves a partial file that a resumed run would skip)."""
+    import soundfile
+
+    waveform, scale = below_full_scale(waveform)
+    if scale is not None:
+        print(f"impact-generate: {path} peaked at {PEAK_CEILING / scale:.2f} (over full scale): scaled by "
+              f"{scale:.3f} to peak at -1 dBFS.", file=sys.stderr)
+    temporary = path.with_name(f".{path.name}.partial.wav")
+    soundfile.write(temporary, waveform, sampling_rate, subtype="PCM_16")
+    os.replace(temporary, path)
 
 
 def check_writable(paths: list[Path], suffix: str, option: str) -> None:
@@ -147,37 +215,89 @@ def load_pipeline(model: str):
         raise ValueError(f"--model {model!r} could not be loaded as an ImpactPipeline: {first_line}") from error
 
 
+def note_unfamiliar_prompts(pipe, prompts: list[str]) -> None:
+    """The default model knows ten sounds: say so for prompts far from all of them."""
+    from diffusers_impact.pretrained import known_sounds, unfamiliar_prompts
+
+    for prompt in unfamiliar_prompts(pipe, prompts):
+        print(
+            f"impact-generate: note: {prompt!r} is far from everything the default model was trained on; it knows "
+            f"only these sounds: {', '.join(sorted(known_sounds()))}. Expect noise or one of them.",
+            file=sys.stderr,
+        )
+
+
+def generate_prompts_file(arguments, pipe, call_kwargs) -> None:
+    """--prompts-file: batches of prompts, one progress bar over clips, existing files skipped."""
+    import torch
+    from tqdm.auto import tqdm
+
+    folder = Path(arguments.output or "impact-outputs")
+    prompts = read_prompts(arguments.prompts_file)
+    count = arguments.num_waveforms
+    jobs = []  # (prompt, paths, seeds) of the lines still to generate
+    for line, prompt in prompts:
+        stem = f"{line:04d}_{slug(prompt)}"
+        paths = [folder / f"{stem}.wav"] if count == 1 else [folder / f"{stem}_{k}.wav" for k in range(count)]
+        if not all(path.exists() for path in paths):
+            jobs.append((prompt, paths, [clip_seed(arguments.seed, line, k) for k in range(count)]))
+    skipped = len(prompts) - len(jobs)
+    print(f"{len(prompts)} prompts in {arguments.prompts_file}: {skipped} done already, {len(jobs)} to generate "
+          f"into {folder}/.", file=sys.stderr)
+    if not jobs:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    check_writable([path for _, paths, _ in jobs for path in paths], ".wav", "--output")
+    if arguments.model == DEFAULT_MODEL:
+        note_unfamiliar_prompts(pipe, sorted({prompt for prompt, _, _ in jobs}))
+    pipe.set_progress_bar_config(disable=True)  # one bar over clips instead
+    sampling_rate = pipe.vocoder.config.sampling_rate
+    with tqdm(total=len(jobs) * count, unit="clip", desc="impact-generate") as progress:
+        for start in range(0, len(jobs), arguments.batch_size):
+            batch = jobs[start : start + arguments.batch_size]
+            waveforms = pipe(
+                [prompt for prompt, _, _ in batch],
+                audio_length_in_s=arguments.length,
+                **call_kwargs,
+                generator=[torch.Generator().manual_seed(seed) for _, _, seeds in batch for seed in seeds],
+                output_type="np",
+            ).audios
+            for path, waveform in zip([path for _, paths, _ in batch for path in paths], waveforms):
+                write_wav(path, waveform, sampling_rate)
+            progress.update(len(batch) * count)
+
+
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
-    paths = output_paths(arguments.output, arguments.num_waveforms)
     try:
-        check_writable(paths, ".wav", "--output")
-        if arguments.mel_png:
-            check_writable([Path(arguments.mel_png)], ".png", "--mel-png")
-        import soundfile
+        if arguments.prompts_file is None:
+            paths = output_paths(arguments.output or "impact.wav", arguments.num_waveforms)
+            check_writable(paths, ".wav", "--output")
+            if arguments.mel_png:
+                check_writable([Path(arguments.mel_png)], ".png", "--mel-png")
+        elif arguments.output and Path(arguments.output).exists() and not Path(arguments.output).is_dir():
+            raise ValueError(f"With --prompts-file, --output is a folder; {arguments.output!r} is a file.")
         import torch
 
         pipe, call_kwargs = load_pipeline(arguments.model)
-        if arguments.model == DEFAULT_MODEL:
-            from diffusers_impact.pretrained import known_sounds, unfamiliar_prompts
-
-            if unfamiliar_prompts(pipe, [arguments.prompt]):
-                print(
-                    f"impact-generate: note: {arguments.prompt!r} is far from everything the default model was trained "
-                    f"on; it knows only these sounds: {', '.join(sorted(known_sounds()))}. Expect noise or one of them.",
-                    file=sys.stderr,
-                )
         if arguments.steps is not None:
             call_kwargs["num_inference_steps"] = arguments.steps
         if arguments.diffusion_steps is not None:
             call_kwargs["num_diffusion_steps"] = arguments.diffusion_steps
+        call_kwargs.update(
+            guidance_scale=arguments.guidance,
+            negative_prompt=arguments.negative_prompt,
+            num_waveforms_per_prompt=arguments.num_waveforms,
+        )
+        if arguments.prompts_file is not None:
+            generate_prompts_file(arguments, pipe, call_kwargs)
+            return 0
+        if arguments.model == DEFAULT_MODEL:
+            note_unfamiliar_prompts(pipe, [arguments.prompt])
         output = pipe(
             arguments.prompt,
             audio_length_in_s=arguments.length,
             **call_kwargs,
-            guidance_scale=arguments.guidance,
-            negative_prompt=arguments.negative_prompt,
-            num_waveforms_per_prompt=arguments.num_waveforms,
             generator=torch.Generator().manual_seed(arguments.seed),
             output_type="pt",
         )
@@ -185,13 +305,8 @@ def main(argv=None) -> int:
         print(f"impact-generate: error: {with_flag_names(str(error))}", file=sys.stderr)
         return 2
     sampling_rate = pipe.vocoder.config.sampling_rate
-    waveforms = output.audios.float().cpu().numpy()
-    for path, waveform in zip(paths, waveforms):
-        waveform, scale = below_full_scale(waveform)
-        if scale is not None:
-            print(f"impact-generate: {path} peaked at {PEAK_CEILING / scale:.2f} (over full scale): scaled by "
-                  f"{scale:.3f} to peak at -1 dBFS.", file=sys.stderr)
-        soundfile.write(path, waveform, sampling_rate, subtype="PCM_16")
+    for path, waveform in zip(paths, output.audios.float().cpu().numpy()):
+        write_wav(path, waveform, sampling_rate)
         print(f"wrote {path} ({len(waveform) / sampling_rate:.2f} s)")
     if arguments.mel_png:
         from diffusers_impact.audio import mel_spectrogram
