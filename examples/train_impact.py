@@ -16,6 +16,9 @@ is the output of `examples/precompute_latents.py` instead (the VAE then does not
 Every random draw of a batch (data order, crops, captions, masks, timesteps, noise, dropout) derives from `--seed`
 and the batch counter, so `--resume_from_checkpoint latest` continues exactly as an uninterrupted run would.
 `--deterministic` also fixes the order of the kernels' sums, so that two runs with the same seed give the same weights.
+
+A checkpoint holds safetensors and JSON files only: resuming runs no code from it (nothing is unpickled). `latest`
+skips damaged checkpoints (a file missing or cut short), saying which file, and resumes from the newest intact one.
 """
 
 import argparse
@@ -25,7 +28,7 @@ import logging
 import os
 import re
 import shutil
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +39,8 @@ from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactDiffHeadScheduler, ImpactPipeline
@@ -55,6 +60,9 @@ from diffusers_impact.visualization import save_mel_spectrograms_png
 
 logger = get_logger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+# A checkpoint's files: tensors as safetensors, everything else as JSON (see `checkpoint_contents`).
+CHECKPOINT_FILES = ("training_state.json", "transformer.safetensors", "diff_head.safetensors", "ema.safetensors",
+                    "optimizer.safetensors")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -100,7 +108,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     parser.add_argument("--checkpointing_steps", type=int, default=1000)
     parser.add_argument("--checkpoints_total_limit", type=int, default=None)
-    parser.add_argument("--resume_from_checkpoint", default=None, help="A checkpoint folder, or 'latest'.")
+    parser.add_argument(
+        "--resume_from_checkpoint", default=None,
+        help="A checkpoint folder, or 'latest': the newest intact checkpoint-* folder of --output_dir.",
+    )
     parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint (.pth) to initialise from (App. D.3).")
     parser.add_argument("--validation_prompts", nargs="*", default=["a dog barking", "rain falling on a roof"])
     parser.add_argument("--validation_steps", type=int, default=1000, help="Text phase: render the prompts every N.")
@@ -148,34 +159,121 @@ def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int, pro
     return [order[start : start + batch_size] for start in starts]
 
 
-def find_checkpoint(output_dir: Path, resume: str) -> Path | None:
-    if resume != "latest":
-        return Path(resume)
+class DamagedCheckpointError(RuntimeError):
+    """A checkpoint file is missing or cannot be read."""
+
+
+def checkpoints_newest_first(output_dir: Path) -> list[Path]:
     steps = [int(m.group(1)) for p in output_dir.glob("checkpoint-*") if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return output_dir / f"checkpoint-{max(steps)}" if steps else None
+    return [output_dir / f"checkpoint-{step}" for step in sorted(steps, reverse=True)]
 
 
-def save_checkpoint(accelerator, output_dir: Path, state: dict, total_limit: int | None) -> Path:
-    """`save_state` into a temporary folder renamed into place, so a crash mid-save never harms the last good one."""
-    final = output_dir / f"checkpoint-{state['global_step']}"
-    temporary = output_dir / f".checkpoint-{state['global_step']}.tmp"
-    if accelerator.is_main_process and temporary.exists():
-        shutil.rmtree(temporary)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
+def named_trained_parameters(models: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Parameter]:
+    """The trained parameters in the EMA's order, named `<model>.<parameter>`."""
+    return {f"{key}.{name}": value for key, model in models.items() for name, value in model.named_parameters()}
+
+
+def checkpoint_contents(state: dict, models: dict, optimizer, lr_scheduler, ema: EMAModel, scaler) -> dict[str, dict]:
+    """The files of a checkpoint (`CHECKPOINT_FILES`): their tensors (`.safetensors`) or JSON values (`.json`)."""
+    optimizer_state, ema_state = optimizer.state_dict(), ema.state_dict()
+    adamw_tensors = optimizer_state["state"]  # parameter index → its step count and moments
+    return {
+        "training_state.json": {
+            **state,
+            "optimizer_param_groups": optimizer_state["param_groups"],
+            "lr_scheduler": lr_scheduler.state_dict(),
+            "grad_scaler": None if scaler is None else scaler.state_dict(),
+            "ema": {key: value for key, value in ema_state.items() if key != "shadow_params"},
+        },
+        **{f"{key}.safetensors": model.state_dict() for key, model in models.items()},
+        "ema.safetensors": dict(zip(named_trained_parameters(models), ema_state["shadow_params"])),
+        "optimizer.safetensors": {
+            f"{index}.{name}": tensor for index, tensors in adamw_tensors.items() for name, tensor in tensors.items()
+        },
+    }
+
+
+def save_checkpoint(accelerator, output_dir: Path, contents: dict, step: int, total_limit: int | None) -> Path:
+    """
+    Writes `checkpoint_contents` into a temporary folder renamed into place, so a crash mid-save never harms the last
+    good checkpoint; then deletes the oldest checkpoints beyond `total_limit`.
+    """
+    final, temporary = output_dir / f"checkpoint-{step}", output_dir / f".checkpoint-{step}.tmp"
     if accelerator.is_main_process:
-        (temporary / "training_state.json").write_text(json.dumps(state))
+        if temporary.exists():
+            shutil.rmtree(temporary)
+        temporary.mkdir()
+        for name, content in contents.items():
+            if name.endswith(".json"):
+                (temporary / name).write_text(json.dumps(content))
+            else:
+                save_file(content, temporary / name)
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
         if total_limit is not None:
-            checkpoints = sorted(
-                (int(m.group(1)), p) for p in output_dir.glob("checkpoint-*") if (m := CHECKPOINT_PATTERN.match(p.name))
-            )
-            for _, old in checkpoints[: max(len(checkpoints) - total_limit, 0)]:
+            for old in checkpoints_newest_first(output_dir)[total_limit:]:
                 shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def read_checkpoint(folder: Path) -> dict[str, dict]:
+    """
+    Every file of a checkpoint, read but not applied; `DamagedCheckpointError` names a missing or unreadable one. Only
+    safetensors and JSON are read, so a hostile checkpoint cannot run code (nothing is unpickled).
+    """
+    if not folder.is_dir():
+        raise DamagedCheckpointError(f"{folder} is not a folder")
+    contents = {}
+    for name in CHECKPOINT_FILES:
+        path = folder / name
+        if not path.is_file():
+            raise DamagedCheckpointError(f"{path} is missing")
+        try:
+            contents[name] = json.loads(path.read_text()) if name.endswith(".json") else load_file(path)
+        except (OSError, ValueError, SafetensorError) as error:  # ValueError: bad JSON or UTF-8
+            raise DamagedCheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from error
+    return contents
+
+
+def read_resume_checkpoint(output_dir: Path, resume: str) -> tuple[Path, dict[str, dict]]:
+    """The checkpoint `--resume_from_checkpoint` names and its files; `latest` skips damaged ones, saying why."""
+    if resume != "latest":
+        try:
+            return Path(resume), read_checkpoint(Path(resume))
+        except DamagedCheckpointError as error:
+            raise DamagedCheckpointError(
+                f"--resume_from_checkpoint {resume}: {error}. Resume from another checkpoint ('latest' resumes from "
+                "the newest intact one)."
+            ) from error
+    for checkpoint in checkpoints_newest_first(output_dir):
+        try:
+            return checkpoint, read_checkpoint(checkpoint)
+        except DamagedCheckpointError as error:
+            logger.warning(f"Skipping the damaged {checkpoint}: {error}.")
+    raise FileNotFoundError(
+        f"--resume_from_checkpoint latest: no intact checkpoint-* folder in {output_dir}. Train without "
+        "--resume_from_checkpoint to start afresh."
+    )
+
+
+def restore_checkpoint(contents: dict, models: dict, optimizer, lr_scheduler, ema: EMAModel, scaler) -> dict:
+    """Loads `checkpoint_contents` back; returns the counters (`global_step`, `batch_counter`)."""
+    training_state = contents["training_state.json"]
+    for key, model in models.items():
+        model.load_state_dict(contents[f"{key}.safetensors"])
+    shadow_params = [contents["ema.safetensors"][name] for name in named_trained_parameters(models)]
+    ema.load_state_dict({**training_state["ema"], "shadow_params": shadow_params})
+    adamw_tensors = defaultdict(dict)
+    for key, tensor in contents["optimizer.safetensors"].items():
+        index, name = key.split(".", 1)
+        adamw_tensors[int(index)][name] = tensor
+    optimizer.load_state_dict({"state": dict(adamw_tensors), "param_groups": training_state["optimizer_param_groups"]})
+    lr_scheduler.load_state_dict(training_state["lr_scheduler"])
+    if scaler is not None:
+        scaler.load_state_dict(training_state["grad_scaler"])
+    return {key: training_state[key] for key in ("global_step", "batch_counter")}
 
 
 @contextlib.contextmanager
@@ -295,18 +393,17 @@ def main(argv=None) -> None:
         num_training_steps=args.max_train_steps * accelerator.num_processes,
     )
     transformer, diff_head, optimizer, lr_scheduler = accelerator.prepare(transformer, diff_head, optimizer, lr_scheduler)
-    trained_parameters = [*transformer.parameters(), *diff_head.parameters()]
+    models = {"transformer": accelerator.unwrap_model(transformer), "diff_head": accelerator.unwrap_model(diff_head)}
+    trained_parameters = list(named_trained_parameters(models).values())
     ema = EMAModel(trained_parameters, decay=args.ema_decay, use_ema_warmup=args.ema_warmup)
-    ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
+    checkpointed = (models, optimizer, lr_scheduler, ema, accelerator.scaler)  # what a checkpoint saves and restores
 
     state = {"global_step": 0, "batch_counter": 0}
     if args.resume_from_checkpoint:
-        checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
-        if checkpoint is None or not (checkpoint / "training_state.json").exists():
-            raise FileNotFoundError(f"No checkpoint to resume from in {args.resume_from_checkpoint!r} ({output_dir}).")
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / "training_state.json").read_text())
+        # The random states are not restored: every draw derives from --seed and the batch counter.
+        checkpoint, contents = read_resume_checkpoint(output_dir, args.resume_from_checkpoint)
+        state = restore_checkpoint(contents, *checkpointed)
+        ema.to(accelerator.device)  # read onto the CPU
         accelerator.print(f"Resumed from {checkpoint} at step {state['global_step']}.")
     if accelerator.is_main_process:
         accelerator.init_trackers("impact", config={k: str(v) for k, v in vars(args).items()})
@@ -314,12 +411,11 @@ def main(argv=None) -> None:
     if accelerator.is_main_process:
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
         if metrics_path.exists():  # drop steps logged after the checkpoint we resume from (or all, on a fresh run)
-            lines = metrics_path.read_text().splitlines()
+            lines = metrics_path.read_text().split("\n")[:-1]  # drops a line cut off (no newline) by a crash
             kept = [line for line in lines if json.loads(line)["step"] <= state["global_step"]]
             metrics_path.write_text("".join(line + "\n" for line in kept))
 
-    unwrapped_transformer = accelerator.unwrap_model(transformer)
-    skipped = Counter()
+    skipped = {}  # dataset index → skip reason: a file skipped in every epoch counts once
     progress = tqdm(total=args.max_train_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process)
     progress.set_description(f"{args.phase} training")
     while state["global_step"] < args.max_train_steps:
@@ -343,14 +439,15 @@ def main(argv=None) -> None:
             else:
                 # Segments as long as the model's output (AudioLDM: 10.24 s, 1024 mel frames).
                 batch = collate_audio_captions(examples, numpy_generator, num_samples=pipeline.num_mel_frames * HOP_LENGTH)
+                known = len(skipped)
+                skipped.update((e["index"], e["skip_reason"]) for e in examples if e["skip_reason"] is not None)
+                if len(skipped) > known:
+                    logger.warning(f"Unusable audio files skipped so far: {dict(Counter(skipped.values()))}")
                 with torch.no_grad():
                     waveforms = batch["waveforms"].to(accelerator.device, frozen_dtype)
                     latents = waveform_to_latents(
                         pipeline.vae, waveforms, generator=torch_generator, num_frames=pipeline.num_mel_frames
                     ).float()
-            skipped.update(batch["skipped"])
-            if batch["skipped"]:
-                logger.warning(f"Skipped unusable audio so far: {dict(skipped)}")
             if len(latents) == 0:
                 continue
             condition = {}
@@ -379,7 +476,7 @@ def main(argv=None) -> None:
                     transformer,
                     diff_head,
                     noise_scheduler,
-                    unwrapped_transformer.patchify(latents),
+                    models["transformer"].patchify(latents),
                     torch_generator,
                     min_mask_ratio=args.min_mask_ratio,
                     mask_ratio=args.mask_ratio,
@@ -389,7 +486,7 @@ def main(argv=None) -> None:
                 )
                 nonfinite = accelerator.gather(torch.tensor([not torch.isfinite(loss)], device=accelerator.device))
                 if nonfinite.any():
-                    latest = find_checkpoint(output_dir, "latest")
+                    latest = next(iter(checkpoints_newest_first(output_dir)), None)
                     raise RuntimeError(
                         f"The loss is not finite at step {state['global_step'] + 1}; training stopped. The last good "
                         f"checkpoint is {latest or 'none (none was saved yet)'}. Lower the learning rate or check the "
@@ -415,7 +512,8 @@ def main(argv=None) -> None:
                     metrics.write(json.dumps({"step": state["global_step"], **logs}) + "\n")
 
             if state["global_step"] % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
+                contents = checkpoint_contents(state, *checkpointed)
+                save_checkpoint(accelerator, output_dir, contents, state["global_step"], args.checkpoints_total_limit)
             if text_phase and accelerator.is_main_process and state["global_step"] % args.validation_steps == 0:
                 with ema_weights(ema, trained_parameters), eval_mode(pipeline.transformer, pipeline.diff_head):
                     render_validation(pipeline, args, output_dir, state["global_step"], accelerator)
@@ -426,8 +524,8 @@ def main(argv=None) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         ema.copy_to(trained_parameters)
-        pipeline.transformer = accelerator.unwrap_model(transformer).eval()
-        pipeline.diff_head = accelerator.unwrap_model(diff_head).eval()
+        pipeline.transformer = models["transformer"].eval()
+        pipeline.diff_head = models["diff_head"].eval()
         for name in ("vae", "vocoder", "text_encoder", "clap_text_encoder"):
             module = getattr(pipeline, name)
             if module is not None:
@@ -445,7 +543,7 @@ def main(argv=None) -> None:
         if args.push_to_hub:  # uploads the pipeline alone (not the checkpoints beside it), with this card if new
             pipeline.push_to_hub(args.hub_model_id, token=args.hub_token, model_card=card)
         if skipped:
-            logger.warning(f"Unusable audio skipped during training: {dict(skipped)}")
+            logger.warning(f"Unusable audio files skipped during training: {dict(Counter(skipped.values()))}")
     accelerator.end_training()
 
 

@@ -3,6 +3,7 @@
 import collections
 import functools
 import json
+import logging
 
 import datasets
 import numpy as np
@@ -75,6 +76,22 @@ def test_rows_without_captions_are_dropped(tmp_path):
     (tmp_path / "metadata.csv").write_text("file_name,caption\na.wav,\nb.wav,  \nc.wav,kept\na.wav,now captioned\n")
     dataset = load_audio_dataset(tmp_path)
     assert captions_by_file(dataset) == {"a.wav": ["now captioned"], "c.wav": ["kept"]}
+
+
+@pytest.mark.parametrize("metadata", ["metadata.csv", "metadata.jsonl"])
+def test_rows_that_are_not_utf8_are_skipped_naming_the_file_and_lines(tmp_path, caplog, metadata):
+    for name in ("a.wav", "b.wav", "c.wav"):
+        write_wav(tmp_path / name, tone(400))
+    rows = [(b"a.wav", b"a caf\xe9 (Latin-1)"), (b"b.wav", b"kept"), (b"c.wav", b"\xff\xfe"), (b"a.wav", b"also kept")]
+    if metadata.endswith(".csv"):
+        content, bad_lines = b"file_name,caption\n" + b"".join(b"%s,%s\n" % row for row in rows), "[2, 4]"
+    else:
+        content, bad_lines = b"".join(b'{"file_name": "%s", "caption": "%s"}\n' % row for row in rows), "[1, 3]"
+    (tmp_path / metadata).write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        dataset = load_audio_dataset(tmp_path)
+    assert captions_by_file(dataset) == {"a.wav": ["also kept"], "b.wav": ["kept"]}
+    assert f"Skipped 2 row(s) of {tmp_path / metadata} that are not UTF-8 text, on line(s) {bad_lines}" in caplog.text
 
 
 def test_folder_without_metadata(tmp_path):

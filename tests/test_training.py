@@ -1,7 +1,10 @@
 """End-to-end training with the example scripts on a tiny AudioLDM-format pipeline and clips made here (CPU, offline)."""
 
 import argparse
+import importlib.util
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,13 +73,13 @@ def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace
 
     result = run_script(
         "train_impact.py", "--pipeline", workspace / "init", "--phase", "unconditional", "--train_data",
-        workspace / "clips", "--output_dir", pretrained, "--max_train_steps", 2, "--init_from_mar", workspace / "mar.pth",
-        "--ema_decay", 0.0, *COMMON[2:-4], "--train_batch_size", 5,  # two batches of five: every file is read once
+        workspace / "clips", "--output_dir", pretrained, "--max_train_steps", 4, "--init_from_mar", workspace / "mar.pth",
+        "--ema_decay", 0.0, *COMMON[2:-4], "--train_batch_size", 5,  # batches of five: two epochs, every file read twice
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "copied:               2 tensors, 64 parameters" in result.stdout  # mask_token and null_condition
-    assert "Unusable audio skipped during training: {'unreadable': 1, 'silent': 1}" in result.stderr
-    assert len(losses(pretrained)) == 2 and not list(pretrained.glob("checkpoint-*"))  # checkpoints every 1000 steps
+    assert "Unusable audio files skipped during training: {'unreadable': 1, 'silent': 1}" in result.stderr  # each file once
+    assert len(losses(pretrained)) == 4 and not list(pretrained.glob("checkpoint-*"))  # checkpoints every 1000 steps
 
     result = run_script(
         "train_impact.py", "--pipeline", pretrained, "--phase", "text", "--train_data", workspace / "clips",
@@ -121,6 +124,108 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(workspac
     assert resumed.keys() == reference.keys()
     assert all(torch.equal(resumed[name], reference[name]) for name in reference)
     assert any(not torch.equal(reference[name], weights(workspace / "init")[name]) for name in reference)
+
+
+@pytest.fixture(scope="module")
+def checkpointed_run(workspace) -> tuple[Path, list]:
+    """A two-step run on pre-computed latents with a checkpoint after each step, and its arguments."""
+    rng, shape = np.random.default_rng(0), (8, 256, 16)
+    records = [{"latent_mean": rng.standard_normal(shape).astype(np.float16), "latent_std": np.full(shape, 0.1, np.float16),
+                "captions": []} for _ in range(4)]
+    save_latent_dataset(records, workspace / "random-latents")
+    arguments = ["--pipeline", workspace / "init", "--phase", "unconditional", "--train_latents",
+                 workspace / "random-latents", "--train_batch_size", 2, "--checkpointing_steps", 1, "--report_to", "none"]
+    output_dir = workspace / "checkpointed"
+    result = run_script("train_impact.py", *arguments, "--output_dir", output_dir, "--max_train_steps", 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir, arguments
+
+
+def resume_a_copy(checkpointed_run, copy: Path, damage, checkpoint="latest") -> subprocess.CompletedProcess:
+    """Resumes a copy of `checkpointed_run`, damaged by `damage(copy)`, to step 3."""
+    output_dir, arguments = checkpointed_run
+    shutil.copytree(output_dir, copy)
+    damage(copy)
+    return run_script("train_impact.py", *arguments, "--output_dir", copy, "--max_train_steps", 3,
+                      "--resume_from_checkpoint", checkpoint)
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(("name", "damage", "reason"), [("optimizer.safetensors", truncate, "cannot be read"),
+                                                         ("training_state.json", Path.unlink, "is missing")])
+def test_resuming_from_latest_skips_a_damaged_checkpoint_naming_the_file(checkpointed_run, tmp_path, name, damage, reason):
+    copy = tmp_path / "run"
+    result = resume_a_copy(checkpointed_run, copy, lambda folder: damage(folder / "checkpoint-2" / name))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Skipping the damaged {copy / 'checkpoint-2'}: {copy / 'checkpoint-2' / name} {reason}" in result.stderr
+    assert f"Resumed from {copy / 'checkpoint-1'} at step 1." in result.stdout
+    assert sorted(p.name for p in copy.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+
+
+def test_resuming_drops_a_metrics_line_cut_off_by_a_crash(checkpointed_run, tmp_path):
+    def cut_off_line(folder):
+        with (folder / "logs" / "metrics.jsonl").open("a") as metrics:
+            metrics.write('{"step": 3, "lo')
+
+    result = resume_a_copy(checkpointed_run, tmp_path / "run", cut_off_line)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (tmp_path / "run" / "logs" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+
+
+class Payload:
+    """Unpickling it creates the file `marker`: the trace of code run from a checkpoint."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def load_train_impact():
+    spec = importlib.util.spec_from_file_location("train_impact", EXAMPLES / "train_impact.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_pickle_in_place_of_any_checkpoint_file_is_refused_without_running_it(checkpointed_run, tmp_path):
+    train_impact, marker = load_train_impact(), tmp_path / "code-ran"
+    for name in train_impact.CHECKPOINT_FILES:
+        folder = shutil.copytree(checkpointed_run[0] / "checkpoint-2", tmp_path / name)
+        torch.save(Payload(marker), folder / name)
+        with pytest.raises(train_impact.DamagedCheckpointError, match=re.escape(f"{folder / name} cannot be read")):
+            train_impact.read_checkpoint(folder)
+    assert not marker.exists()
+    torch.save(Payload(marker), tmp_path / "custom_checkpoint_0.pkl")
+    torch.load(tmp_path / "custom_checkpoint_0.pkl", weights_only=False)  # as `accelerator.load_state` read the EMA
+    assert marker.exists()  # the payload is live
+
+
+def test_resuming_unpickles_nothing(checkpointed_run, tmp_path):
+    """Pickles in a checkpoint (in place of its files, or as the files accelerate's `load_state` would unpickle) run no
+    code: an explicitly named checkpoint of pickles is refused, `latest` falls back to the one before."""
+    marker, copy = tmp_path / "code-ran", tmp_path / "run"
+
+    def plant_pickles(folder):
+        for name in load_train_impact().CHECKPOINT_FILES:
+            torch.save(Payload(marker), folder / "checkpoint-2" / name)
+        for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "scheduler.bin"):
+            torch.save(Payload(marker), folder / "checkpoint-1" / name)
+
+    explicit = resume_a_copy(checkpointed_run, copy, plant_pickles, checkpoint=copy / "checkpoint-2")
+    refused = copy / "checkpoint-2" / "training_state.json"
+    assert explicit.returncode != 0
+    assert f"--resume_from_checkpoint {copy / 'checkpoint-2'}: {refused} cannot be read" in explicit.stderr
+    latest = run_script("train_impact.py", *checkpointed_run[1], "--output_dir", copy, "--max_train_steps", 3,
+                        "--resume_from_checkpoint", "latest")
+    assert latest.returncode == 0, latest.stderr[-3000:]
+    assert f"Resumed from {copy / 'checkpoint-1'} at step 1." in latest.stdout
+    assert not marker.exists()
 
 
 def test_precomputed_latents_train_and_the_loss_goes_down(workspace):

@@ -47,14 +47,36 @@ def _is_saved_dataset(folder: str) -> bool:
     return all(os.path.isfile(os.path.join(folder, name)) for name in ("dataset_info.json", "state.json"))
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether `text`, read with `errors="surrogateescape"`, was valid UTF-8 (invalid bytes become lone surrogates)."""
+    return not any("\udc80" <= character <= "\udcff" for character in text)
+
+
 def _read_metadata(path: str) -> list[dict]:
-    if path.endswith(".csv"):
-        with open(path, newline="", encoding="utf-8") as file:
-            return list(csv.DictReader(file))
-    if path.endswith(".jsonl"):
-        with open(path, encoding="utf-8") as file:
-            return [json.loads(line) for line in file if line.strip()]
-    return pq.read_table(path).to_pylist()
+    """The rows of a metadata file; CSV and JSON Lines rows that are not UTF-8 text are skipped with a warning."""
+    if path.endswith(".parquet"):
+        return pq.read_table(path).to_pylist()
+    rows, bad_lines = [], []
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as file:
+        if path.endswith(".csv"):
+            reader = csv.DictReader(file)
+            for row in reader:  # a missing field is None
+                if all(_is_utf8(value) for value in row.values() if isinstance(value, str)):
+                    rows.append(row)
+                else:
+                    bad_lines.append(reader.line_num)
+        else:
+            for line_number, line in enumerate(file, start=1):
+                if not _is_utf8(line):
+                    bad_lines.append(line_number)
+                elif line.strip():
+                    rows.append(json.loads(line))
+    if bad_lines:
+        logger.warning(
+            f"Skipped {len(bad_lines)} row(s) of {path} that are not UTF-8 text, on line(s) {bad_lines}; save the file "
+            "as UTF-8 to use them."
+        )
+    return rows
 
 
 def _load_audio_folder(folder: str, split: str) -> datasets.Dataset:
@@ -115,7 +137,8 @@ def load_audio_dataset(
     * a local folder in the 🤗 datasets *audiofolder* layout: audio files plus `metadata.csv` / `metadata.jsonl` /
       `metadata.parquet` whose `file_name` column names each file relative to the metadata file (one row per
       caption is fine, AudioCaps style). Without a metadata file every audio file in the folder is one row (no
-      captions: pass `caption_column=None`). A `<split>` subfolder, when present, holds that split.
+      captions: pass `caption_column=None`). A `<split>` subfolder, when present, holds that split. CSV and JSON
+      Lines rows that are not valid UTF-8 are skipped with a warning naming the file and the lines.
     * a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk` (read with `datasets.load_from_disk`);
     * a Hub dataset id (`datasets.load_dataset(source, split=split, cache_dir=cache_dir)`).
 
