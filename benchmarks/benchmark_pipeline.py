@@ -192,6 +192,18 @@ FULL_GRID_COMMAND = (
 
 
 # ----------------------------------------------------------------------------------------------------- arguments
+def head_steps_argument(text: str) -> int | list[int]:
+    """`100`, or `50:5` for diffusion step annealing from 50 to 5 steps (a list, as the pipeline and JSON take it)."""
+    values = [int(part) for part in text.split(":")]
+    if len(values) > 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or FIRST:LAST, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def head_steps_label(head_steps: int | list[int]) -> str:
+    return str(head_steps) if isinstance(head_steps, int) else ":".join(map(str, head_steps))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1], help="Clips per pipeline call (paper: 1–64).")
@@ -200,8 +212,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="IMPACT decoding iterations T to measure (paper: 4 8 16 32 64).",
     )
     parser.add_argument(
-        "--head_steps", type=int, nargs="+", default=[PAPER_HEAD_STEPS],
-        help="IMPACT diffusion-head sampling steps per iteration to measure (paper: 100).",
+        "--head_steps", type=head_steps_argument, nargs="+", default=[PAPER_HEAD_STEPS],
+        help="IMPACT diffusion-head sampling steps per iteration to measure (paper: 100), or FIRST:LAST for diffusion "
+        "step annealing (DiSA, e.g. 50:5).",
     )
     parser.add_argument(
         "--audioldm_steps", type=int, nargs="+", default=[AUDIOLDM_STEPS],
@@ -237,7 +250,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--dtype fp16 is only supported on CUDA; on the CPU use --dtype fp32 or bf16.")
     if args.compile and args.warmup < 1:
         parser.error("--compile needs --warmup ≥ 1 so that compilation is not timed.")
-    for name in ("batch_sizes", "decoding_steps", "head_steps", "audioldm_steps"):
+    for name in ("batch_sizes", "decoding_steps", "audioldm_steps"):
         if min(getattr(args, name)) < 1:
             parser.error(f"--{name} takes positive integers.")
     if args.repeats < 1 or args.warmup < 0:
@@ -540,7 +553,7 @@ def benchmark_impact(args, device: torch.device, dtype: torch.dtype) -> dict:
                     device,
                     batch_size,
                     num_inference_steps=decoding_steps,
-                    num_diffusion_steps=head_steps,
+                    num_diffusion_steps=head_steps if isinstance(head_steps, int) else tuple(head_steps),
                     guidance_scale=IMPACT_GUIDANCE_SCALE,
                 )
                 result = measure(call, timer, device, args.warmup, args.repeats)
@@ -604,7 +617,7 @@ def free_memory(device: torch.device) -> None:
 def format_measurement(name: str, measurement: dict) -> str:
     """One progress line per measured setting."""
     steps = (
-        f"T={measurement['decoding_steps']} S={measurement['head_steps']}" if "decoding_steps" in measurement
+        f"T={measurement['decoding_steps']} S={head_steps_label(measurement['head_steps'])}" if "decoding_steps" in measurement
         else f"steps={measurement['steps']}"
     )
     stages = " ".join(f"{stage}={seconds:.3f}" for stage, seconds in measurement["breakdown_s"].items())
@@ -660,6 +673,7 @@ def extrapolate(measurements: list[dict], scaling: dict[str, str], iterations_ke
     `{"decoding_steps": 64, "head_steps": 100}`) that were not measured. Everything returned is EXTRAPOLATED.
     """
     fits, predictions = [], []
+    measurements = [m for m in measurements if isinstance(m.get("head_steps", 0), int)]  # annealed steps: not modelled
     for batch_size in sorted({m["batch_size"] for m in measurements}):
         batch = [m for m in measurements if m["batch_size"] == batch_size]
         stage_fits = fit_stages(batch, scaling, iterations_key)
@@ -727,6 +741,29 @@ def compare(impact: dict, audioldm: dict, decoding_steps: list[int]) -> list[dic
     return comparison
 
 
+def side_by_side(impact: dict, audioldm: dict) -> list[dict]:
+    """Every measured IMPACT setting against every measured AudioLDM step count, at the same batch size."""
+    rows = []
+    for entry in impact["measurements"]:
+        ratios = {
+            f"over_audioldm_{other['steps']}_steps": entry["latency_s"] / other["latency_s"]
+            for other in audioldm["measurements"]
+            if other["batch_size"] == entry["batch_size"]
+        }
+        if ratios:
+            rows.append(
+                {
+                    "batch_size": entry["batch_size"],
+                    "decoding_steps": entry["decoding_steps"],
+                    "head_steps": entry["head_steps"],
+                    "impact_latency_s": entry["latency_s"],
+                    "head_s": entry["breakdown_s"]["head"],
+                    **ratios,
+                }
+            )
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------------- reporting
 def machine_info(device: torch.device) -> dict:
     """The machine and software the numbers were measured with."""
@@ -761,6 +798,14 @@ def machine_info(device: torch.device) -> dict:
 
 def print_summary(results: dict) -> None:
     """Print the IMPACT / AudioLDM ratios and the full-grid GPU command."""
+    if results["side_by_side"]:
+        print("\nMeasured side by side (IMPACT latency / AudioLDM latency):")
+        for row in results["side_by_side"]:
+            ratios = "  ".join(f"{key.removeprefix('over_')} {value:.3f}" for key, value in row.items() if key.startswith("over_"))
+            print(
+                f"  batch {row['batch_size']:<3d} T={row['decoding_steps']:<3d} S={head_steps_label(row['head_steps']):6s} "
+                f"IMPACT {row['impact_latency_s']:8.2f} s (head {row['head_s']:.2f} s)  {ratios}"
+            )
     if results["comparison"]:
         print("\nIMPACT (100 head steps) / AudioLDM (200 steps) latency:")
         for row in results["comparison"]:
@@ -820,6 +865,7 @@ def main(argv=None) -> None:
         free_memory(device)
     both = {"impact", "audioldm"} <= set(args.pipelines)
     results["comparison"] = compare(results["impact"], results["audioldm"], targets) if both else []
+    results["side_by_side"] = side_by_side(results["impact"], results["audioldm"]) if both else []
     results["paper_reference"] = paper_reference()
     results["full_grid_command"] = FULL_GRID_COMMAND
 

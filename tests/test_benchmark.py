@@ -139,3 +139,24 @@ def test_readme_cpu_table_is_the_committed_json():
         assert (impact_source, audioldm_source) == (row["impact_source"], row["audioldm_source"])
         assert float(impact) == round(row["impact_latency_s"], 1) and float(audioldm) == round(row["audioldm_latency_s"], 1)
         assert float(ratio) == round(row["impact_over_audioldm"], 2)
+
+
+def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extrapolation(tmp_path, benchmark_pipeline):
+    assert benchmark_pipeline.head_steps_argument("50:5") == [50, 5]
+    assert benchmark_pipeline.head_steps_argument("100") == 100
+    output = tmp_path / "disa.json"
+    result = run_script(
+        "benchmark_pipeline.py", "--tiny", "--device", "cpu", "--batch_sizes", 1, "--decoding_steps", 3,
+        "--head_steps", 4, "4:2", "--audioldm_steps", 2, 3, "--warmup", 0, "--repeats", 1, "--num_threads", 1,
+        "--output", output,
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(output.read_text())
+    assert [m["head_steps"] for m in results["impact"]["measurements"]] == [4, [4, 2]]
+    rows = results["side_by_side"]
+    assert [row["head_steps"] for row in rows] == [4, [4, 2]]
+    for row, measurement in zip(rows, results["impact"]["measurements"]):
+        for other in results["audioldm"]["measurements"]:
+            assert row[f"over_audioldm_{other['steps']}_steps"] == pytest.approx(measurement["latency_s"] / other["latency_s"])
+    assert "S=4:2" in result.stdout and "Measured side by side" in result.stdout
+    assert all(fit["from_measurements"] == 1 for fit in results["impact"]["extrapolation"]["fits"])
