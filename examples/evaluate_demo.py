@@ -35,6 +35,7 @@ from diffusers_impact.audio import (
     mel_spectrogram,
     prepare_segment,
 )
+from diffusers_impact.cli import diffusion_steps
 from diffusers_impact.evaluation import frechet_distance_from_features
 from diffusers_impact.pretrained import DEFAULT_MODEL_CALL_KWARGS
 
@@ -47,7 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pipeline", default=None, help="ImpactPipeline folder (default: the embedded model).")
     parser.add_argument("--assets", default=str(ASSETS), help="Folder with the recordings and caption files.")
     parser.add_argument("--num_inference_steps", type=int, default=DEFAULT_MODEL_CALL_KWARGS["num_inference_steps"])
-    parser.add_argument("--num_diffusion_steps", type=int, default=DEFAULT_MODEL_CALL_KWARGS["num_diffusion_steps"])
+    parser.add_argument("--num_diffusion_steps", type=diffusion_steps, default=DEFAULT_MODEL_CALL_KWARGS["num_diffusion_steps"],
+                        help="Head steps per decoding iteration, or FIRST:LAST to anneal them (DiSA).")
     parser.add_argument("--guidance_scale", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Write the WAVs, results.json and mel_comparison.png.")
