@@ -89,11 +89,21 @@ def plot_latency(axis, results: list[dict]) -> None:
             other = [
                 (m["decoding_steps"], m["latency_s"])
                 for m in impact["measurements"]
-                if m["batch_size"] == batch_size and m["head_steps"] != PAPER_HEAD_STEPS
+                if m["batch_size"] == batch_size and isinstance(m["head_steps"], int) and m["head_steps"] != PAPER_HEAD_STEPS
             ]
-            steps.update(point[0] for point in other)
+            annealed = sorted(
+                (m["decoding_steps"], m["latency_s"])
+                for m in impact["measurements"]
+                if m["batch_size"] == batch_size and not isinstance(m["head_steps"], int)
+            )
+            steps.update(point[0] for point in other + annealed)
             if other:
                 axis.plot(*zip(*other), "x", color=color, label=f"IMPACT b={batch_size}, measured at fewer head steps")
+            if annealed:
+                schedules = sorted({":".join(map(str, m["head_steps"])) for m in impact["measurements"]
+                                    if m["batch_size"] == batch_size and not isinstance(m["head_steps"], int)})
+                axis.plot(*zip(*annealed), "^-", color=color, alpha=0.8,
+                          label=f"IMPACT b={batch_size}, DiSA {', '.join(schedules)}, measured")
             if "audioldm" in result and (reference := audioldm_latency(result["audioldm"], batch_size)):
                 latency, is_extrapolated = reference
                 label = f"AudioLDM-S {AUDIOLDM_STEPS} steps b={batch_size}" + (", EXTRAPOLATED" if is_extrapolated else "")
@@ -121,6 +131,7 @@ def plot_breakdown(axis, results: list[dict]) -> None:
     for result in results:
         for name, steps in (("impact", "T={decoding_steps} S={head_steps}"), ("audioldm", "{steps} steps")):
             for m in result.get(name, {}).get("measurements", []):
+                m = {**m, "head_steps": ":".join(map(str, m["head_steps"])) if isinstance(m.get("head_steps"), list) else m.get("head_steps")}
                 labels.append(f"{'IMPACT' if name == 'impact' else 'AudioLDM'} b={m['batch_size']} {steps.format(**m)}")
                 rows.append({**m["breakdown_s"], "unaccounted": m["unaccounted_s"]})
     positions = range(len(rows))
