@@ -1,8 +1,6 @@
 """examples/train_vae.py and examples/train_vocoder.py: losses, and saved components that plug into the pipeline."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,16 +9,9 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import SpeechT5HifiGan
 
+from example_scripts import load_example
+
 from diffusers_impact.audio import HOP_LENGTH, mel_spectrogram, waveform_to_latents
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """The embedded default model: it loads offline, its folder leaves the text encoder out, and text controls its output."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,17 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from example_scripts import load_example
+
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.pretrained import DEFAULT_MODEL_PATH, load_default_pipeline
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_folder_is_small_and_has_no_text_encoder():

@@ -1,8 +1,6 @@
 """The evaluation networks (PANNs Cnn14, VGGish, CLAP), their front-ends, and examples/evaluate.py (CPU, offline)."""
 
 import hashlib
-import importlib
-import importlib.util
 import io
 import json
 import pickle
@@ -27,6 +25,8 @@ from transformers import (
     ClapTextConfig,
 )
 
+from example_scripts import EXAMPLES, load_example
+
 from diffusers_impact.evaluation import inception_score, kl_divergence
 from diffusers_impact.evaluators import (
     AudioEvaluator,
@@ -46,7 +46,6 @@ from diffusers_impact.evaluators import evaluator as evaluator_module
 from diffusers_impact.evaluators.checkpoints import PANNS_CNN14_16K_SHA256, VGGISH_SHA256, VGGISH_URL
 from diffusers_impact.testing_utils import tiny_clap_tokenizer, tiny_impact_pipeline
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SAMPLING_RATE = 16000
 
 
@@ -544,13 +543,6 @@ def run_script(*arguments) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("evaluate_example", EXAMPLES / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_path, checkpoints):
     tiny_impact_pipeline().save_pretrained(tmp_path / "pipeline")
     ids = ["clip-a", "clip_b", "clip3", "d"]
@@ -577,7 +569,7 @@ def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_pat
     modified = {clip_id: (generated / f"{clip_id}.wav").stat().st_mtime_ns for clip_id in ids}
     (generated / "clip3.wav").unlink()
     (generated / ".clip3.wav.tmp").write_bytes(b"partial")
-    load_example().main(["--captions", str(tmp_path / "captions.csv"), "--batch_size", "2", *map(str, common)])
+    load_example("evaluate").main(["--captions", str(tmp_path / "captions.csv"), "--batch_size", "2", *map(str, common)])
     assert sorted(path.name for path in generated.iterdir()) == sorted(f"{clip_id}.wav" for clip_id in ids)
     for clip_id in ["clip-a", "clip_b", "d"]:
         assert (generated / f"{clip_id}.wav").stat().st_mtime_ns == modified[clip_id]
@@ -639,16 +631,16 @@ def test_evaluate_script_fails_before_generating_when_a_checkpoint_is_missing(tm
                  "--output_dir", str(tmp_path / "generated"), "--reference_dir", str(tmp_path / "reference"),
                  "--panns_checkpoint", str(tmp_path / "Cnn14_16k_mAP=0.438.pth"), "--device", "cpu"]
     with pytest.raises(FileNotFoundError, match=r"zenodo\.org/record/3987831"):
-        load_example().main(arguments)
+        load_example("evaluate").main(arguments)
     torch.save({"model": {}}, tmp_path / "Cnn14_16k_mAP=0.438.pth")  # not the official file, and no --panns_sha256
     with pytest.raises(ValueError, match=r"Cnn14_16k_mAP=0\.438\.pth is not the official file"):
-        load_example().main(arguments)
+        load_example("evaluate").main(arguments)
     assert list((tmp_path / "generated").iterdir()) == []
     (tmp_path / "bad.csv").write_text("youtube_id,text\nabc,a dog\n")
     with pytest.raises(ValueError, match=r"no column\(s\) \['id', 'caption'\]; its columns are \['text', 'youtube_id'\]"):
-        load_example().main(["--pipeline", "unused", "--captions", str(tmp_path / "bad.csv"), "--output_dir",
+        load_example("evaluate").main(["--pipeline", "unused", "--captions", str(tmp_path / "bad.csv"), "--output_dir",
                              str(tmp_path / "generated")])
     (tmp_path / "slash.jsonl").write_text(json.dumps({"id": "a/b", "caption": "x"}) + "\n")
     with pytest.raises(ValueError, match="cannot be a file name"):
-        load_example().main(["--pipeline", "unused", "--captions", str(tmp_path / "slash.jsonl"), "--output_dir",
+        load_example("evaluate").main(["--pipeline", "unused", "--captions", str(tmp_path / "slash.jsonl"), "--output_dir",
                              str(tmp_path / "generated")])

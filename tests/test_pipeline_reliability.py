@@ -8,28 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from test_pipeline import inputs as audio_inputs
+from test_pipeline import pipe  # noqa: F401  (the tiny pipeline fixture)
+
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.testing_utils import tiny_impact_pipeline
 
 
-@pytest.fixture
-def pipe():
-    pipeline = tiny_impact_pipeline()
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
-
-
 def inputs(seed=0, **overrides):
-    arguments = {
-        "prompt": "a dog barking",
-        "num_inference_steps": 3,
-        "num_diffusion_steps": 5,
-        "guidance_scale": 3.0,
-        "generator": torch.Generator().manual_seed(seed),
-        "output_type": "latent",
-    }
-    arguments.update(overrides)
-    return arguments
+    """test_pipeline's call arguments, returning latents unless asked otherwise (the quickest output)."""
+    return audio_inputs(seed, **{"output_type": "latent", **overrides})
 
 
 def test_numpy_numbers_are_accepted_as_the_numbers_they_are(pipe):

@@ -1,7 +1,6 @@
 """End-to-end training with the example scripts on a tiny AudioLDM-format pipeline and clips made here (CPU, offline)."""
 
 import argparse
-import importlib.util
 import json
 import re
 import shutil
@@ -15,11 +14,11 @@ import soundfile
 import torch
 from safetensors.torch import load_file
 
+from example_scripts import EXAMPLES, load_example
+
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.data import LatentCaptionDataset, collate_latent_captions, load_latent_dataset, save_latent_dataset
 from diffusers_impact.testing_utils import tiny_impact_components
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run_script(script: str, *arguments) -> subprocess.CompletedProcess:
@@ -186,15 +185,8 @@ class Payload:
         return open, (self.marker, "w")
 
 
-def load_train_impact():
-    spec = importlib.util.spec_from_file_location("train_impact", EXAMPLES / "train_impact.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_pickle_in_place_of_any_checkpoint_file_is_refused_without_running_it(checkpointed_run, tmp_path):
-    train_impact, marker = load_train_impact(), tmp_path / "code-ran"
+    train_impact, marker = load_example("train_impact"), tmp_path / "code-ran"
     for name in train_impact.CHECKPOINT_FILES:
         folder = shutil.copytree(checkpointed_run[0] / "checkpoint-2", tmp_path / name)
         torch.save(Payload(marker), folder / name)
@@ -212,7 +204,7 @@ def test_resuming_unpickles_nothing(checkpointed_run, tmp_path):
     marker, copy = tmp_path / "code-ran", tmp_path / "run"
 
     def plant_pickles(folder):
-        for name in load_train_impact().CHECKPOINT_FILES:
+        for name in load_example("train_impact").CHECKPOINT_FILES:
             torch.save(Payload(marker), folder / "checkpoint-2" / name)
         for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "scheduler.bin"):
             torch.save(Payload(marker), folder / "checkpoint-1" / name)
