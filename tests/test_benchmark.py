@@ -124,21 +124,22 @@ def test_extrapolation_recovers_linear_costs(benchmark_pipeline):
 
 
 def test_readme_cpu_table_is_the_committed_json():
-    """Every row of the README's CPU latency table equals `benchmarks/results/cpu_b1_head100.json` (to 0.1 s)."""
+    """Every IMPACT row of the README's CPU speed table equals `benchmarks/results/cpu_b1_disa.json`."""
     readme = (BENCHMARKS.parent / "README.md").read_text()
-    results = json.loads((BENCHMARKS / "results" / "cpu_b1_head100.json").read_text())
+    results = json.loads((BENCHMARKS / "results" / "cpu_b1_disa.json").read_text())
     row_pattern = re.compile(
-        r"^\| (\d+) \| \**([\d.]+) s \((measured|extrapolated)\)\** \| ([\d.]+) s \((measured|extrapolated)\) \| ([\d.]+) \|$",
+        r"^\| IMPACT base, T = (\d+), (100 head steps|DiSA 50→5) \| \**([\d.]+) s\** \| ([\d.]+) s \| \**([\d.]+)\** \| "
+        r"\**([\d.]+)\** \|",
         re.MULTILINE,
     )
-    rows = {int(match[0]): match[1:] for match in row_pattern.findall(readme)}
-    comparison = {row["decoding_steps"]: row for row in results["comparison"] if row["batch_size"] == 1}
-    assert rows.keys() == comparison.keys()
-    for steps, (impact, impact_source, audioldm, audioldm_source, ratio) in rows.items():
-        row = comparison[steps]
-        assert (impact_source, audioldm_source) == (row["impact_source"], row["audioldm_source"])
-        assert float(impact) == round(row["impact_latency_s"], 1) and float(audioldm) == round(row["audioldm_latency_s"], 1)
-        assert float(ratio) == round(row["impact_over_audioldm"], 2)
+    rows = {(int(match[0]), "100" if match[1] == "100 head steps" else "[50, 5]"): match[2:] for match in row_pattern.findall(readme)}
+    measured = {(row["decoding_steps"], str(row["head_steps"])): row for row in results["side_by_side"] if row["batch_size"] == 1}
+    assert rows.keys() == measured.keys() and len(rows) == 6
+    for key, (latency, head, over_25, over_200) in rows.items():
+        row = measured[key]
+        assert float(latency) == round(row["impact_latency_s"], 1) and float(head) == round(row["head_s"], 1)
+        assert float(over_25) == round(row["over_audioldm_25_steps"], 2)
+        assert float(over_200) == round(row["over_audioldm_200_steps"], 3)
 
 
 def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extrapolation(tmp_path, benchmark_pipeline):

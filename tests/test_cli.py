@@ -1,7 +1,10 @@
 """`impact-generate`: argument checks, outputs, levels, and the embedded default model."""
 
+import ast
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +65,14 @@ def test_help_and_argument_errors_do_not_import_torch_or_the_model():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "heavy: []" in result.stdout
     assert "out_0.wav" in result.stdout  # --help says how several waveforms are named
+
+
+def test_mel_png_works_after_the_readmes_first_command():
+    """That command installs the package without extras: matplotlib (for --mel-png) must be a runtime requirement."""
+    setup = ast.parse((Path(__file__).resolve().parents[1] / "setup.py").read_text())
+    (requirements,) = [node.value for node in ast.walk(setup) if isinstance(node, ast.Assign)
+                       and getattr(node.targets[0], "id", None) == "RUNTIME_REQUIREMENTS"]
+    assert "matplotlib" in [re.split(r"[<>=!\[ ]", ast.literal_eval(element))[0] for element in requirements.elts]
 
 
 def test_output_path_that_is_a_folder_is_refused(tmp_path, capsys):

@@ -9,7 +9,7 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import SpeechT5HifiGan
 
-from example_scripts import load_example
+from helpers import load_example
 
 from diffusers_impact.audio import HOP_LENGTH, mel_spectrogram, waveform_to_latents
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from example_scripts import load_example
+from helpers import load_example
 
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.pretrained import DEFAULT_MODEL_PATH, load_default_pipeline

@@ -25,7 +25,7 @@ from transformers import (
     ClapTextConfig,
 )
 
-from example_scripts import EXAMPLES, load_example
+from helpers import EXAMPLES, Payload, load_example
 
 from diffusers_impact.evaluation import inception_score, kl_divergence
 from diffusers_impact.evaluators import (
@@ -287,20 +287,10 @@ def test_missing_or_unreachable_checkpoints_name_where_to_get_them(tmp_path, mon
         ClapScorer.from_pretrained(tmp_path / "no-clap-here")
 
 
-class TouchesOnUnpickling:
-    """A pickle payload: unpickling it runs `Path.touch(marker)`."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
 def test_hostile_pickles_are_refused_from_every_source_and_never_run(tmp_path, monkeypatch):
     marker = tmp_path / "code-ran"
     hostile = tmp_path / "Cnn14_16k_mAP=0.438.pth"
-    torch.save({"iteration": 0, "model": {"weight": torch.ones(1)}, "payload": TouchesOnUnpickling(marker)}, hostile)
+    torch.save({"iteration": 0, "model": {"weight": torch.ones(1)}, "payload": Payload(marker)}, hostile)
     torch.load(hostile, weights_only=False)  # the payload works: a full unpickling runs it
     assert marker.is_file()
     marker.unlink()

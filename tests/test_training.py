@@ -14,7 +14,7 @@ import soundfile
 import torch
 from safetensors.torch import load_file
 
-from example_scripts import EXAMPLES, load_example
+from helpers import EXAMPLES, Payload, load_example
 
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.data import LatentCaptionDataset, collate_latent_captions, load_latent_dataset, save_latent_dataset
@@ -173,16 +173,6 @@ def test_resuming_drops_a_metrics_line_cut_off_by_a_crash(checkpointed_run, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (tmp_path / "run" / "logs" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
-
-
-class Payload:
-    """Unpickling it creates the file `marker`: the trace of code run from a checkpoint."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return open, (self.marker, "w")
 
 
 def test_a_pickle_in_place_of_any_checkpoint_file_is_refused_without_running_it(checkpointed_run, tmp_path):

@@ -119,9 +119,9 @@ def load_mar_checkpoint(path: str, use_ema: bool = True) -> tuple[dict[str, torc
         `tuple[dict[str, torch.Tensor], dict]`: The state dict and MAR's training arguments (`vars(args)`; `{}`
         when the file has none).
     """
-    # MAR stores its argparse.Namespace under "args"; allow it for the (default) weights-only unpickler.
-    torch.serialization.add_safe_globals([argparse.Namespace])
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    # MAR stores its argparse.Namespace under "args"; allow it (for this load only) in the weights-only unpickler.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} does not hold a dict but a {type(checkpoint).__name__}.")
     args = checkpoint.get("args")

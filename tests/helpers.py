@@ -1,4 +1,4 @@
-"""The scripts of `examples/` imported as modules, for tests that call their functions directly."""
+"""Helpers shared by the tests: the example scripts as modules, and a pickle payload for the safe-loading tests."""
 
 import importlib.util
 from pathlib import Path
@@ -12,3 +12,13 @@ def load_example(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class Payload:
+    """Unpickling it creates the file `marker`: the trace of code run from a file that was loaded."""
+
+    def __init__(self, marker: Path):
+        self.marker = Path(marker)
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
