@@ -238,7 +238,10 @@ class ImpactPipeline(DiffusionPipeline):
     ```
     """
 
-    model_cpu_offload_seq = "text_encoder->clap_text_encoder->transformer->diff_head->vae->vocoder"
+    # The diffusion head runs between two transformer calls at every decoding iteration: in the chain, each head call
+    # would move the transformer off the device. It is outside it instead (diffusers then gives it its own hook: on
+    # the device from its first call until the call ends), like a ControlNet.
+    model_cpu_offload_seq = "text_encoder->clap_text_encoder->transformer->vae->vocoder"
     # Per-call state, per thread (see `_PerThread`): a pipeline object can serve several threads at once.
     _guidance_scale = _PerThread()
     _num_timesteps = _PerThread()
@@ -320,6 +323,23 @@ class ImpactPipeline(DiffusionPipeline):
     @property
     def interrupt(self) -> bool:
         return self._interrupt
+
+    def enable_model_cpu_offload(self, gpu_id: int | None = None, device: torch.device | str | None = None):
+        """
+        [`~diffusers.DiffusionPipeline.enable_model_cpu_offload`]: every model stays on the CPU until it runs. The
+        transformer stays on the device for the whole decoding loop (the diffusion head is outside the offload
+        chain), and a component without parameters (the non-learned [`GriffinLimVocoder`]) has nothing to offload:
+        it is moved to the device once (accelerate's offload hook needs a parameter to know where a model is).
+        """
+        parameterless = [
+            name for name, component in self.components.items()
+            if isinstance(component, torch.nn.Module) and next(component.parameters(), None) is None
+        ]
+        self._exclude_from_cpu_offload = parameterless
+        self.model_cpu_offload_seq = "->".join(
+            name for name in type(self).model_cpu_offload_seq.split("->") if name not in parameterless
+        )
+        super().enable_model_cpu_offload(gpu_id=gpu_id, device=device)
 
     # ----------------------------------------------------------------------------------- loading, saving, the Hub
     @classmethod
