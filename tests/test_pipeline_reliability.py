@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from test_pipeline import assert_same_model_output
 from test_pipeline import inputs as audio_inputs
 from test_pipeline import pipe  # noqa: F401  (the tiny pipeline fixture)
 
@@ -150,3 +151,31 @@ def test_a_valid_folder_and_the_default_model_load(saved_folder):
 
     assert isinstance(ImpactPipeline.from_pretrained(saved_folder), ImpactPipeline)
     assert isinstance(ImpactPipeline.from_pretrained(DEFAULT_MODEL_PATH), ImpactPipeline)
+
+
+# ------------------------------------------------------------------------------------------- text-only pipelines
+TEXT_ONLY = {name: None for name in ("transformer", "diff_head", "scheduler", "head_scheduler", "vae", "vocoder")}
+
+
+def test_a_pipeline_of_text_components_alone_encodes_prompts_as_the_full_one_does(pipe, tmp_path):
+    components = {**pipe.components, **TEXT_ONLY}
+    text_only = ImpactPipeline(**components)
+    full = pipe.encode_prompt(["a dog barking", "rain"], torch.device("cpu"), negative_prompt="noise")
+    alone = text_only.encode_prompt(["a dog barking", "rain"], torch.device("cpu"), negative_prompt="noise")
+    for expected, got in zip(full, alone):
+        assert (expected is None) == (got is None)
+        if expected is not None:
+            assert torch.equal(got, expected)
+    with pytest.raises(ValueError, match="built without `transformer`, `diff_head`.*encode_prompt"):
+        text_only("a dog barking")
+
+    # The diffusers way: load the text components alone, generate with a pipeline that has no text encoders.
+    pipe.save_pretrained(tmp_path / "pipeline")
+    encoder = ImpactPipeline.from_pretrained(tmp_path / "pipeline", **TEXT_ONLY)
+    assert encoder.transformer is None and encoder.text_encoder is not None
+    generator = ImpactPipeline.from_pretrained(tmp_path / "pipeline", text_encoder=None, tokenizer=None,
+                                               clap_text_encoder=None, clap_tokenizer=None)
+    embeds, mask, pooled, *_ = encoder.encode_prompt("a dog barking", torch.device("cpu"), do_classifier_free_guidance=False)
+    from_embeddings = generator(**inputs(prompt=None, prompt_embeds=embeds, prompt_attention_mask=mask,
+                                         pooled_prompt_embeds=pooled, output_type="np")).audios
+    assert_same_model_output(from_embeddings, pipe(**inputs(output_type="np")).audios)

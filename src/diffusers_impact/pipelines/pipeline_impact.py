@@ -37,6 +37,9 @@ from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
 logger = logging.get_logger(__name__)
 
 OUTPUT_TYPES = ("np", "pt", "latent")
+# What generating needs besides the text components. A pipeline may be built with only the text components (the
+# others `None`) to compute prompt embeddings separately, e.g. to save memory.
+GENERATION_COMPONENTS = ("transformer", "diff_head", "scheduler", "head_scheduler", "vae", "vocoder")
 # Where the pooled sentence embedding comes from, for a transformer with `pooled_text_embed_dim` set.
 POOLED_TEXT_EMBEDDINGS = ("clap", "text_encoder_mean")
 
@@ -224,6 +227,11 @@ class ImpactPipeline(DiffusionPipeline):
             `text_encoder`'s token states over the prompt's real tokens (sentence-transformers' pooling, which
             all-MiniLM-L6-v2 was trained for; the embedded default model uses it). Stored in `model_index.json`.
 
+    A pipeline with only the text components (`transformer`, `diff_head`, `scheduler`, `head_scheduler`, `vae` and
+    `vocoder` passed as `None`, e.g. `from_pretrained(path, transformer=None, diff_head=None, ...)`) encodes prompts
+    with [`~ImpactPipeline.encode_prompt`] so that the text encoders need not stay in memory while generating; pass
+    its embeddings to a pipeline loaded with `text_encoder=None, tokenizer=None`. Calling it to generate is an error.
+
     Example (a tiny untrained pipeline, runnable offline; use `ImpactPipeline.from_pretrained(...)` for a real one):
 
     ```py
@@ -246,20 +254,21 @@ class ImpactPipeline(DiffusionPipeline):
     _guidance_scale = _PerThread()
     _num_timesteps = _PerThread()
     _interrupt = _PerThread()
-    # A folder may leave the text encoder out when a package provides it (the embedded default model does).
-    _optional_components = ["text_encoder", "tokenizer", "clap_text_encoder", "clap_tokenizer"]
+    # A folder may leave the text encoder out when a package provides it (the embedded default model does), and a
+    # text-only pipeline leaves out everything else (`GENERATION_COMPONENTS`).
+    _optional_components = ["text_encoder", "tokenizer", "clap_text_encoder", "clap_tokenizer", *GENERATION_COMPONENTS]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
         self,
-        vae: AutoencoderKL,
-        vocoder: SpeechT5HifiGan | GriffinLimVocoder,
+        vae: AutoencoderKL | None,
+        vocoder: SpeechT5HifiGan | GriffinLimVocoder | None,
         text_encoder: PreTrainedModel | None,
         tokenizer: PreTrainedTokenizerBase | None,
-        transformer: ImpactTransformer,
-        diff_head: ImpactDiffHead,
-        scheduler: ImpactMaskScheduler,
-        head_scheduler: SchedulerMixin,
+        transformer: ImpactTransformer | None,
+        diff_head: ImpactDiffHead | None,
+        scheduler: ImpactMaskScheduler | None,
+        head_scheduler: SchedulerMixin | None,
         clap_text_encoder: ClapTextModelWithProjection | None = None,
         clap_tokenizer: PreTrainedTokenizerBase | None = None,
         pooled_text_embedding: str = "clap",
@@ -267,8 +276,12 @@ class ImpactPipeline(DiffusionPipeline):
         super().__init__()
         if pooled_text_embedding not in POOLED_TEXT_EMBEDDINGS:
             raise ValueError(f"`pooled_text_embedding` must be one of {POOLED_TEXT_EMBEDDINGS}, got {pooled_text_embedding!r}.")
-        config = transformer.config
-        if pooled_text_embedding == "text_encoder_mean" and config.pooled_text_embed_dim not in (None, config.text_embed_dim):
+        config = transformer.config if transformer is not None else None
+        if (
+            config is not None
+            and pooled_text_embedding == "text_encoder_mean"
+            and config.pooled_text_embed_dim not in (None, config.text_embed_dim)
+        ):
             raise ValueError(
                 f"`pooled_text_embedding='text_encoder_mean'` pools the text encoder's token states "
                 f"({config.text_embed_dim} values), but the transformer's `pooled_text_embed_dim` is "
@@ -458,15 +471,24 @@ class ImpactPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------------------ text condition
     @property
     def _pooled_text_source(self) -> str | None:
-        """`pooled_text_embedding` for a transformer that takes a pooled embedding, else `None`."""
+        """
+        `pooled_text_embedding` for a transformer that takes a pooled embedding, else `None`. A text-only pipeline (no
+        transformer, see the class docstring) gives the pooled embedding its encoders can make.
+        """
+        if self.transformer is None:
+            source = self.config.pooled_text_embedding
+            return None if source == "clap" and self.clap_text_encoder is None else source
         return self.config.pooled_text_embedding if self.transformer.config.pooled_text_embed_dim else None
 
     def _encode_text(self, prompt: list[str], device: torch.device):
         """Token embeddings `(B, L, text_embed_dim)`, their mask `(B, L)` and the pooled embedding (or `None`)."""
-        max_length = self.transformer.config.max_text_length
-        text_inputs = self.tokenizer(prompt, padding="longest", max_length=max_length, truncation=True, return_tensors="pt")
-        untruncated_length = max(len(ids) for ids in self.tokenizer(prompt)["input_ids"])
-        if untruncated_length > max_length:
+        # The transformer's text length; a text-only pipeline does not know it (a generating pipeline refuses longer
+        # `prompt_embeds` with a clear message).
+        max_length = self.transformer.config.max_text_length if self.transformer is not None else None
+        text_inputs = self.tokenizer(
+            prompt, padding="longest", max_length=max_length, truncation=max_length is not None, return_tensors="pt"
+        )
+        if max_length is not None and max(len(ids) for ids in self.tokenizer(prompt)["input_ids"]) > max_length:
             logger.warning(f"A prompt was truncated to the model's {max_length} text tokens.")
         attention_mask = text_inputs.attention_mask.to(device)
         prompt_embeds = self.text_encoder(text_inputs.input_ids.to(device), attention_mask=attention_mask)
@@ -605,6 +627,12 @@ class ImpactPipeline(DiffusionPipeline):
         output_type,
         callback_on_step_end_tensor_inputs,
     ):
+        missing = [name for name in GENERATION_COMPONENTS if getattr(self, name) is None]
+        if missing:
+            raise ValueError(
+                f"This pipeline was built without {', '.join(f'`{name}`' for name in missing)}: it can encode prompts "
+                "(`encode_prompt`) but not generate. Load a pipeline with every component to generate."
+            )
         if (prompt is None) == (prompt_embeds is None):
             raise ValueError("Pass exactly one of `prompt` or `prompt_embeds`.")
         if prompt is not None:
