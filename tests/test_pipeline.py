@@ -188,8 +188,18 @@ def test_callback_can_change_guidance_scale_each_step(pipe):
         pipeline._guidance_scale += 1.0
         return callback_kwargs
 
-    pipe(**inputs(guidance_scale=2.0, callback_on_step_end=increase_guidance))
+    constant = pipe(**inputs(guidance_scale=2.0, output_type="latent")).audios
+    increased = pipe(**inputs(guidance_scale=2.0, callback_on_step_end=increase_guidance, output_type="latent")).audios
     assert pipe.guidance_scale == 2.0 + pipe.num_timesteps
+    assert (increased - constant).abs().max() > 1e-3  # the changes reach the sampling
+
+    # β_max 2, 3, 3 over the three iterations differs from both 2, 2, 2 and 2, 3, 4: every step reads the new value.
+    def set_three(pipeline, step, timestep, callback_kwargs):
+        pipeline._guidance_scale = 3.0
+        return callback_kwargs
+
+    once = pipe(**inputs(guidance_scale=2.0, callback_on_step_end=set_three, output_type="latent")).audios
+    assert (once - constant).abs().max() > 1e-3 and (once - increased).abs().max() > 1e-3
 
 
 # --------------------------------------------------------------------------------------------- saving and loading
