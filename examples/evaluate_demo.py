@@ -37,7 +37,6 @@ from diffusers_impact.audio import (
 )
 from diffusers_impact.cli import diffusion_steps
 from diffusers_impact.evaluation import frechet_distance_from_features
-from diffusers_impact.pretrained import DEFAULT_MODEL_CALL_KWARGS
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "animal_sounds"
 ACTIVE_RANGE = np.log(10 ** (40 / 20))  # 40 dB in natural-log magnitude units
@@ -47,9 +46,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default=None, help="ImpactPipeline folder (default: the embedded model).")
     parser.add_argument("--assets", default=str(ASSETS), help="Folder with the recordings and caption files.")
-    parser.add_argument("--num_inference_steps", type=int, default=DEFAULT_MODEL_CALL_KWARGS["num_inference_steps"])
-    parser.add_argument("--num_diffusion_steps", type=diffusion_steps, default=DEFAULT_MODEL_CALL_KWARGS["num_diffusion_steps"],
-                        help="Head steps per decoding iteration, or FIRST:LAST to anneal them (DiSA).")
+    parser.add_argument("--num_inference_steps", type=int, default=None,
+                        help="Decoding iterations (default: the pipeline's recommended setting).")
+    parser.add_argument("--num_diffusion_steps", type=diffusion_steps, default=None,
+                        help="Head steps per decoding iteration, or FIRST:LAST to anneal them (DiSA); default: the "
+                        "pipeline's recommended setting.")
     parser.add_argument("--guidance_scale", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Write the WAVs, results.json and mel_comparison.png.")
@@ -100,6 +101,9 @@ def main(argv=None) -> int:
     paraphrases = json.loads((assets / "paraphrases.json").read_text())
     sounds = sorted(captions)
     pipeline = load_pipeline(args.pipeline)
+    for name in ("num_inference_steps", "num_diffusion_steps"):  # not given: the pipeline's own, recorded as used
+        if getattr(args, name) is None:
+            setattr(args, name, pipeline.call_defaults[name])
     pipeline.set_progress_bar_config(disable=True)
     sampling_rate = pipeline.vocoder.config.sampling_rate
 

@@ -39,6 +39,11 @@ def test_same_seed_same_audio_and_prompts_differ():
         return pipe(prompt, num_inference_steps=4, num_diffusion_steps=10, generator=generator).audios[0]
 
     dog = generate("a dog barking", 0)
+    # Its folder says how to generate: a plain call uses 8 iterations and 25 head steps.
+    assert pipe.call_defaults["num_inference_steps"] == 8 and pipe.call_defaults["num_diffusion_steps"] == 25
+    plain = pipe("a dog barking", generator=torch.Generator().manual_seed(0)).audios[0]
+    explicit = pipe("a dog barking", num_inference_steps=8, num_diffusion_steps=25, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(plain, explicit.audios[0])
     assert dog.shape == (81920,) and np.isfinite(dog).all()
     np.testing.assert_array_equal(dog, generate("a dog barking", 0))
     assert np.abs(dog - generate("a cow mooing", 0)).max() > 0.01

@@ -351,9 +351,26 @@ def test_call_signature_follows_diffusers_conventions():
                  "num_waveforms_per_prompt", "generator", "latents", "prompt_embeds", "negative_prompt_embeds",
                  "output_type", "return_dict", "callback_on_step_end", "callback_on_step_end_tensor_inputs"):
         assert name in parameters
-    assert parameters["num_inference_steps"].default == 32
-    assert parameters["num_diffusion_steps"].default == 100
-    assert parameters["guidance_scale"].default == 5.0
+    # Not passed: the model's recommended settings (below), else the paper-like defaults.
+    assert parameters["num_inference_steps"].default is None and parameters["guidance_scale"].default is None
+    assert tiny_impact_pipeline().call_defaults == {"num_inference_steps": 32, "num_diffusion_steps": 100, "guidance_scale": 5.0}
+
+
+def test_a_models_recommended_call_settings_are_used_unless_a_call_overrides_them(pipe, tmp_path):
+    pipe.register_to_config(recommended_call_settings={"num_inference_steps": 2, "num_diffusion_steps": [4, 2]})
+    calls, recommended = head_calls_per_iteration(pipe, num_inference_steps=None, num_diffusion_steps=None)
+    assert calls == [4, 2]
+    explicit = pipe(**inputs(output_type="latent", num_inference_steps=2, num_diffusion_steps=(4, 2))).audios
+    assert torch.equal(recommended, explicit)
+    assert head_calls_per_iteration(pipe, num_inference_steps=3, num_diffusion_steps=None)[0] == [4, 3, 2]
+    # Kept in model_index.json: a reloaded pipeline generates the same way.
+    pipe.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "model_index.json").read_text())["recommended_call_settings"]["num_diffusion_steps"] == [4, 2]
+    loaded = ImpactPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert head_calls_per_iteration(loaded, num_inference_steps=None, num_diffusion_steps=None)[0] == [4, 2]
+    with pytest.raises(ValueError, match="`recommended_call_settings` may set"):
+        ImpactPipeline(**pipe.components, recommended_call_settings={"temperature": 0.5})
 
 
 def test_progress_bar_counts_decoding_iterations(capsys):

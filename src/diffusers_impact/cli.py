@@ -97,10 +97,11 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         help="Output WAV path (default: impact.wav), or with --prompts-file the output folder (default: "
                         "impact-outputs).")
     parser.add_argument("--steps", type=positive_integer, default=None,
-                        help="Decoding iterations (default: 8 for the embedded model, else the pipeline's 32).")
+                        help="Decoding iterations (default: the model's recommended setting, 8 for the embedded model; "
+                        "else 32).")
     parser.add_argument("--diffusion-steps", type=diffusion_steps, metavar="STEPS", default=None,
-                        help="Diffusion-head steps per decoding iteration (default: 25 for the embedded model, else the "
-                        "pipeline's 100), or FIRST:LAST to anneal them from the first iteration to the last (DiSA, "
+                        help="Diffusion-head steps per decoding iteration (default: the model's recommended setting, 25 "
+                        "for the embedded model; else 100), or FIRST:LAST to anneal them from the first iteration to the last (DiSA, "
                         "e.g. 50:5).")
     parser.add_argument("--guidance", type=guidance_scale, default=5.0, help="Maximum guidance scale, ≥ 1 (default: 5.0).")
     parser.add_argument("--negative-prompt", default=None, help="Text to steer away from (optional).")
@@ -196,20 +197,20 @@ def below_full_scale(waveform):
 
 
 def load_pipeline(model: str):
-    """The pipeline named by --model, with the call settings that suit it."""
+    """The pipeline named by --model (it carries its own recommended call settings)."""
     from diffusers_impact import ImpactPipeline
-    from diffusers_impact.pretrained import DEFAULT_MODEL_CALL_KWARGS, load_default_pipeline
+    from diffusers_impact.pretrained import load_default_pipeline
     from diffusers_impact.testing_utils import tiny_impact_pipeline
 
     if model == DEFAULT_MODEL:
-        return load_default_pipeline(), dict(DEFAULT_MODEL_CALL_KWARGS)
+        return load_default_pipeline()
     if model == TINY_RANDOM:
         print("impact-generate: using a tiny untrained pipeline (installation check): expect noise.", file=sys.stderr)
-        return tiny_impact_pipeline(), {}
+        return tiny_impact_pipeline()
     if not os.path.isdir(model) and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model):
         raise ValueError(f"--model {model!r}: no such folder. Pass an ImpactPipeline folder or a Hub id (owner/name).")
     try:
-        return ImpactPipeline.from_pretrained(model), {}
+        return ImpactPipeline.from_pretrained(model)
     except (OSError, ValueError, TypeError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--model {model!r} could not be loaded as an ImpactPipeline: {first_line}") from error
@@ -279,7 +280,7 @@ def main(argv=None) -> int:
             raise ValueError(f"With --prompts-file, --output is a folder; {arguments.output!r} is a file.")
         import torch
 
-        pipe, call_kwargs = load_pipeline(arguments.model)
+        pipe, call_kwargs = load_pipeline(arguments.model), {}
         if arguments.steps is not None:
             call_kwargs["num_inference_steps"] = arguments.steps
         if arguments.diffusion_steps is not None:

