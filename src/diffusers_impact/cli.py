@@ -101,9 +101,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         "else 32).")
     parser.add_argument("--diffusion-steps", type=diffusion_steps, metavar="STEPS", default=None,
                         help="Diffusion-head steps per decoding iteration (default: the model's recommended setting, 25 "
-                        "for the embedded model; else 100), or FIRST:LAST to anneal them from the first iteration to the last (DiSA, "
-                        "e.g. 50:5).")
-    parser.add_argument("--guidance", type=guidance_scale, default=5.0, help="Maximum guidance scale, ≥ 1 (default: 5.0).")
+                        "for the embedded model; else 100), or FIRST:LAST to anneal them from the first iteration to "
+                        "the last (DiSA, e.g. 50:5).")
+    parser.add_argument("--guidance", type=guidance_scale, default=None,
+                        help="Maximum guidance scale, ≥ 1 (default: the model's recommended setting, else 5.0).")
     parser.add_argument("--negative-prompt", default=None, help="Text to steer away from (optional).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     parser.add_argument("--length", type=positive_seconds, default=None, help="Seconds of audio (default: the model's length).")
@@ -280,16 +281,15 @@ def main(argv=None) -> int:
             raise ValueError(f"With --prompts-file, --output is a folder; {arguments.output!r} is a file.")
         import torch
 
-        pipe, call_kwargs = load_pipeline(arguments.model), {}
-        if arguments.steps is not None:
-            call_kwargs["num_inference_steps"] = arguments.steps
-        if arguments.diffusion_steps is not None:
-            call_kwargs["num_diffusion_steps"] = arguments.diffusion_steps
-        call_kwargs.update(
-            guidance_scale=arguments.guidance,
-            negative_prompt=arguments.negative_prompt,
-            num_waveforms_per_prompt=arguments.num_waveforms,
-        )
+        pipe = load_pipeline(arguments.model)
+        # A setting not given (None) is the model's recommended one (`ImpactPipeline.call_defaults`).
+        call_kwargs = {
+            "num_inference_steps": arguments.steps,
+            "num_diffusion_steps": arguments.diffusion_steps,
+            "guidance_scale": arguments.guidance,
+            "negative_prompt": arguments.negative_prompt,
+            "num_waveforms_per_prompt": arguments.num_waveforms,
+        }
         if arguments.prompts_file is not None:
             generate_prompts_file(arguments, pipe, call_kwargs)
             return 0

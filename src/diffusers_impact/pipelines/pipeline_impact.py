@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -148,7 +149,7 @@ def _check_pipeline_folder(folder: str, passed_components: set[str]) -> None:
     index_path = os.path.join(folder, "model_index.json")
     if not os.path.isfile(index_path):
         raise FileNotFoundError(f"{folder} has no model_index.json: it is not a folder written by `save_pretrained`.")
-    for name, entry in json.loads(open(index_path, encoding="utf-8").read()).items():
+    for name, entry in json.loads(Path(index_path).read_text(encoding="utf-8")).items():
         if name.startswith("_") or not isinstance(entry, list) or entry[0] is None or name in passed_components:
             continue
         library, class_name = entry
@@ -168,7 +169,7 @@ def _check_pipeline_folder(folder: str, passed_components: set[str]) -> None:
         if not os.path.isfile(config_path):
             raise FileNotFoundError(f"{config_path} is missing: the `{name}` component ({class_name}) needs its config.")
         try:
-            config = json.loads(open(config_path, encoding="utf-8").read())
+            config = json.loads(Path(config_path).read_text(encoding="utf-8"))
         except ValueError as error:
             raise ValueError(f"{config_path} is not valid JSON: {error}.") from None
         defaults = inspect.signature(component_class.__init__).parameters
@@ -763,7 +764,8 @@ class ImpactPipeline(DiffusionPipeline):
                                 (f"{prefix}pooled_prompt_embeds", pooled_embeds)):
             if value is not None and not isinstance(value, torch.Tensor):
                 raise ValueError(f"`{argument}` must be a torch.Tensor, got {_describe(value)}.")
-            if value is not None and value is not attention_mask and not torch.isfinite(value).all():
+        for argument, value in ((name, embeds), (f"{prefix}pooled_prompt_embeds", pooled_embeds)):
+            if value is not None and not torch.isfinite(value).all():
                 raise ValueError(f"`{argument}` contains NaN or infinite values.")
         if embeds.ndim != 3 or embeds.shape[-1] != config.text_embed_dim or embeds.shape[1] > config.max_text_length:
             raise ValueError(
@@ -828,7 +830,7 @@ class ImpactPipeline(DiffusionPipeline):
         `head_scheduler` is the sampler to run (`__call__` passes its own copy of `self.head_scheduler`, so that
         concurrent calls do not share scheduler state); defaults to `self.head_scheduler`.
         """
-        head_scheduler = head_scheduler or self.head_scheduler
+        head_scheduler = self.head_scheduler if head_scheduler is None else head_scheduler
         batch_size, num_new_tokens, token_dim = noise.shape
         do_guidance = hidden_states.shape[0] == 2 * batch_size
         condition = hidden_states.reshape(-1, hidden_states.shape[-1]).to(self.diff_head.dtype)
