@@ -238,6 +238,46 @@ def test_a_transformer_with_pooled_condition_needs_the_clap_encoder(pipe):
 
 
 # -------------------------------------------------------------------------------------------- dtypes, offload, misc
+def test_dtype_round_trip_saves_and_loads_in_the_requested_dtype(pipe, tmp_path):
+    """diffusers' float16 save/load test, in bfloat16 (CPU): saved in a dtype, loaded with `dtype`, every model
+    is in it and the audio matches the pipeline that was saved."""
+    pipe.to(torch.bfloat16)
+    pipe.save_pretrained(tmp_path)
+    loaded = ImpactPipeline.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    loaded.set_progress_bar_config(disable=True)
+    models = {name: component for name, component in loaded.components.items() if isinstance(component, torch.nn.Module)}
+    assert {name: model.dtype for name, model in models.items()} == dict.fromkeys(models, torch.bfloat16)
+    np.testing.assert_allclose(loaded(**inputs()).audios, pipe(**inputs()).audios, rtol=1e-2, atol=1e-2)
+
+
+def test_models_from_pretrained_are_in_eval_mode_so_dropout_is_off(tmp_path):
+    """The tiny transformer has dropout 0.1: in training mode two calls with one seed differ, after `from_pretrained`
+    (eval mode) they are identical."""
+    pipe = tiny_impact_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.transformer.config.dropout > 0
+    pipe.save_pretrained(tmp_path)
+    loaded = ImpactPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert not any(c.training for c in loaded.components.values() if isinstance(c, torch.nn.Module))
+    np.testing.assert_array_equal(loaded(**inputs()).audios, loaded(**inputs()).audios)
+    loaded.transformer.train()
+    assert max_difference(loaded(**inputs()).audios, loaded(**inputs()).audios) > 1e-4  # the dropout is real
+
+
+@pytest.mark.parametrize("requested", [[], ["latents"]])
+def test_callback_receives_exactly_the_requested_tensor_inputs(pipe, requested):
+    received = []
+
+    def record(pipeline, step, timestep, callback_kwargs):
+        received.append(sorted(callback_kwargs))
+        return callback_kwargs
+
+    pipe(**inputs(callback_on_step_end=record, callback_on_step_end_tensor_inputs=requested))
+    assert received == [requested] * pipe.num_timesteps
+    assert set(requested) <= set(pipe._callback_tensor_inputs)
+
+
 def test_to_dtype_moves_every_component(pipe):
     modules = {name: c for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
     assert all(module.dtype == torch.float32 for module in modules.values())
