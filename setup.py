@@ -6,6 +6,7 @@ torch is deliberately a *range* (not a pin): install the torch build you want fi
 
 from setuptools import find_packages, setup
 
+
 RUNTIME_REQUIREMENTS = [
     "torch>=2.6,<3",  # torch.serialization.safe_globals with (function, name) pairs: the evaluators' safe loading
     "diffusers>=0.42.1,<0.43",
@@ -23,7 +24,12 @@ RUNTIME_REQUIREMENTS = [
 
 EXTRAS = {
     "training": ["datasets>=3.0", "tensorboard"],
-    "test": ["pytest>=8", "librosa>=0.10", "datasets>=3.0"],  # the training scripts run in tests
+    "test": [
+        "pytest>=8",
+        "librosa>=0.10",
+        "datasets>=3.0",
+        "ruff==0.17.6",
+    ],  # the training scripts run in tests; ruff: ruff.toml
 }
 EXTRAS["dev"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 

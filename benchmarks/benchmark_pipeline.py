@@ -81,6 +81,7 @@ from diffusers_impact.configs import (
 )
 from diffusers_impact.testing_utils import tiny_impact_components
 
+
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -206,38 +207,69 @@ def head_steps_label(head_steps: int | list[int]) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1], help="Clips per pipeline call (paper: 1–64).")
     parser.add_argument(
-        "--decoding_steps", type=int, nargs="+", default=list(PAPER_DECODING_STEPS),
+        "--batch_sizes", type=int, nargs="+", default=[1], help="Clips per pipeline call (paper: 1–64)."
+    )
+    parser.add_argument(
+        "--decoding_steps",
+        type=int,
+        nargs="+",
+        default=list(PAPER_DECODING_STEPS),
         help="IMPACT decoding iterations T to measure (paper: 4 8 16 32 64).",
     )
     parser.add_argument(
-        "--head_steps", type=head_steps_argument, nargs="+", default=[PAPER_HEAD_STEPS],
+        "--head_steps",
+        type=head_steps_argument,
+        nargs="+",
+        default=[PAPER_HEAD_STEPS],
         help="IMPACT diffusion-head sampling steps per iteration to measure (paper: 100), or FIRST:LAST for diffusion "
         "step annealing (DiSA, e.g. 50:5).",
     )
     parser.add_argument(
-        "--audioldm_steps", type=int, nargs="+", default=[AUDIOLDM_STEPS],
+        "--audioldm_steps",
+        type=int,
+        nargs="+",
+        default=[AUDIOLDM_STEPS],
         help="AudioLDM denoising steps to measure (the comparison is at 200).",
     )
     parser.add_argument(
-        "--audio_length", type=float, default=None,
+        "--audio_length",
+        type=float,
+        default=None,
         help="Seconds of audio per clip; IMPACT's latent length is built to match. Default 10.24 (0.64 with --tiny).",
     )
     parser.add_argument(
-        "--pipelines", nargs="+", choices=["impact", "audioldm"], default=["impact", "audioldm"],
+        "--pipelines",
+        nargs="+",
+        choices=["impact", "audioldm"],
+        default=["impact", "audioldm"],
         help="Pipelines to time; the IMPACT/AudioLDM ratio needs both.",
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N.")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="Weights and activations (fp16: CUDA only).")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the denoisers (IMPACT transformer and head, AudioLDM UNet).")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N."
+    )
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), default="fp32", help="Weights and activations (fp16: CUDA only)."
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the denoisers (IMPACT transformer and head, AudioLDM UNet).",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="Untimed calls before every timed configuration.")
-    parser.add_argument("--repeats", type=int, default=3, help="Timed calls per configuration; the median is reported.")
-    parser.add_argument("--num_threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice).")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="Prompt of every clip; its length sets the text tokens.")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="Timed calls per configuration; the median is reported."
+    )
+    parser.add_argument(
+        "--num_threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)."
+    )
+    parser.add_argument(
+        "--prompt", default=DEFAULT_PROMPT, help="Prompt of every clip; its length sets the text tokens."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the weights and of every call's generator.")
     parser.add_argument(
-        "--tiny", action="store_true",
+        "--tiny",
+        action="store_true",
         help="Tiny random components (diffusers_impact.testing_utils) instead of the real sizes: a smoke test.",
     )
     parser.add_argument("--output", default="benchmark_results.json", help="Where to write the JSON results.")
@@ -473,7 +505,10 @@ def reset_peak_memory(device: torch.device) -> bool:
 def read_peak_memory(device: torch.device, was_reset: bool) -> dict:
     """Peak memory since `reset_peak_memory`, with a note of what was measured."""
     if device.type == "cuda":
-        return {"peak_memory_bytes": torch.cuda.max_memory_allocated(device), "peak_memory_kind": "torch.cuda.max_memory_allocated"}
+        return {
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(device),
+            "peak_memory_kind": "torch.cuda.max_memory_allocated",
+        }
     if was_reset:
         with open("/proc/self/status") as status:
             for line in status:
@@ -540,7 +575,9 @@ def benchmark_impact(args, device: torch.device, dtype: torch.dtype) -> dict:
         compile_forward(pipe.diff_head)
     timer = instrument_impact(pipe, device)
     # The pipeline truncates the Flan-T5 tokens to the transformer's text length.
-    text_tokens = {"text_encoder": min(len(pipe.tokenizer(args.prompt).input_ids), pipe.transformer.config.max_text_length)}
+    text_tokens = {
+        "text_encoder": min(len(pipe.tokenizer(args.prompt).input_ids), pipe.transformer.config.max_text_length)
+    }
     if pipe.clap_tokenizer is not None:
         text_tokens["clap_text_encoder"] = len(pipe.clap_tokenizer(args.prompt).input_ids)
     measurements = []
@@ -571,7 +608,9 @@ def benchmark_impact(args, device: torch.device, dtype: torch.dtype) -> dict:
     report = {
         "components": describe_components(pipe),
         "latent_shape": [
-            pipe.transformer.config.latent_channels, pipe.transformer.config.latent_length, pipe.transformer.config.latent_width
+            pipe.transformer.config.latent_channels,
+            pipe.transformer.config.latent_length,
+            pipe.transformer.config.latent_width,
         ],
         "num_tokens": pipe.transformer.num_tokens,
         "text_tokens": text_tokens,
@@ -583,7 +622,9 @@ def benchmark_impact(args, device: torch.device, dtype: torch.dtype) -> dict:
 
 def benchmark_audioldm(args, device: torch.device, dtype: torch.dtype) -> dict:
     """Build AudioLDM and time it at every (batch size, denoising steps) of the arguments."""
-    pipe = prepare_pipeline(build_audioldm_pipeline(args.tiny, args.audio_length, args.prompt, args.seed), device, dtype)
+    pipe = prepare_pipeline(
+        build_audioldm_pipeline(args.tiny, args.audio_length, args.prompt, args.seed), device, dtype
+    )
     if args.compile:
         compile_forward(pipe.unet)
     timer = instrument_audioldm(pipe, device)
@@ -595,7 +636,12 @@ def benchmark_audioldm(args, device: torch.device, dtype: torch.dtype) -> dict:
             )
             result = measure(call, timer, device, args.warmup, args.repeats)
             measurements.append(
-                {"batch_size": batch_size, "steps": steps, **result, "throughput_clips_per_s": batch_size / result["latency_s"]}
+                {
+                    "batch_size": batch_size,
+                    "steps": steps,
+                    **result,
+                    "throughput_clips_per_s": batch_size / result["latency_s"],
+                }
             )
             print(format_measurement("AudioLDM", measurements[-1]), flush=True)
     report = {
@@ -617,7 +663,8 @@ def free_memory(device: torch.device) -> None:
 def format_measurement(name: str, measurement: dict) -> str:
     """One progress line per measured setting."""
     steps = (
-        f"T={measurement['decoding_steps']} S={head_steps_label(measurement['head_steps'])}" if "decoding_steps" in measurement
+        f"T={measurement['decoding_steps']} S={head_steps_label(measurement['head_steps'])}"
+        if "decoding_steps" in measurement
         else f"steps={measurement['steps']}"
     )
     stages = " ".join(f"{stage}={seconds:.3f}" for stage, seconds in measurement["breakdown_s"].items())
@@ -708,7 +755,10 @@ def extrapolate(measurements: list[dict], scaling: dict[str, str], iterations_ke
 
 def lookup_latency(report: dict, batch_size: int, settings: dict) -> tuple[float, str] | None:
     """Latency of `settings` at `batch_size`: measured if available, else extrapolated; `None` if neither."""
-    for source, entries in (("measured", report["measurements"]), ("extrapolated", report["extrapolation"]["predictions"])):
+    for source, entries in (
+        ("measured", report["measurements"]),
+        ("extrapolated", report["extrapolation"]["predictions"]),
+    ):
         for entry in entries:
             if entry["batch_size"] == batch_size and all(entry[key] == value for key, value in settings.items()):
                 return entry["latency_s"], source
@@ -718,11 +768,15 @@ def lookup_latency(report: dict, batch_size: int, settings: dict) -> tuple[float
 def compare(impact: dict, audioldm: dict, decoding_steps: list[int]) -> list[dict]:
     """IMPACT (T decoding iterations, 100 head steps) over AudioLDM (200 steps) latency at every common batch size."""
     comparison = []
-    common = sorted({m["batch_size"] for m in impact["measurements"]} & {m["batch_size"] for m in audioldm["measurements"]})
+    common = sorted(
+        {m["batch_size"] for m in impact["measurements"]} & {m["batch_size"] for m in audioldm["measurements"]}
+    )
     for batch_size in common:
         audioldm_latency = lookup_latency(audioldm, batch_size, {"steps": AUDIOLDM_STEPS})
         for steps in decoding_steps:
-            impact_latency = lookup_latency(impact, batch_size, {"decoding_steps": steps, "head_steps": PAPER_HEAD_STEPS})
+            impact_latency = lookup_latency(
+                impact, batch_size, {"decoding_steps": steps, "head_steps": PAPER_HEAD_STEPS}
+            )
             if impact_latency is None or audioldm_latency is None:
                 continue
             comparison.append(
@@ -770,7 +824,9 @@ def machine_info(device: torch.device) -> dict:
     cpu_model = platform.processor() or None
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as cpuinfo:
-            cpu_model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu_model)
+            cpu_model = next(
+                (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu_model
+            )
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True
@@ -801,7 +857,9 @@ def print_summary(results: dict) -> None:
     if results["side_by_side"]:
         print("\nMeasured side by side (IMPACT latency / AudioLDM latency):")
         for row in results["side_by_side"]:
-            ratios = "  ".join(f"{key.removeprefix('over_')} {value:.3f}" for key, value in row.items() if key.startswith("over_"))
+            ratios = "  ".join(
+                f"{key.removeprefix('over_')} {value:.3f}" for key, value in row.items() if key.startswith("over_")
+            )
             print(
                 f"  batch {row['batch_size']:<3d} T={row['decoding_steps']:<3d} S={head_steps_label(row['head_steps']):6s} "
                 f"IMPACT {row['impact_latency_s']:8.2f} s (head {row['head_s']:.2f} s)  {ratios}"
@@ -809,7 +867,10 @@ def print_summary(results: dict) -> None:
     if results["comparison"]:
         print("\nIMPACT (100 head steps) / AudioLDM (200 steps) latency:")
         for row in results["comparison"]:
-            sources = [source if source == "measured" else source.upper() for source in (row["impact_source"], row["audioldm_source"])]
+            sources = [
+                source if source == "measured" else source.upper()
+                for source in (row["impact_source"], row["audioldm_source"])
+            ]
             print(
                 f"  batch {row['batch_size']:<3d} T={row['decoding_steps']:<3d} IMPACT {row['impact_latency_s']:9.2f} s "
                 f"({sources[0]})  AudioLDM {row['audioldm_latency_s']:9.2f} s ({sources[1]})  "
@@ -853,14 +914,18 @@ def main(argv=None) -> None:
     if "impact" in args.pipelines:
         impact = benchmark_impact(args, device, dtype)
         impact["extrapolation"] = extrapolate(
-            impact["measurements"], IMPACT_STAGE_SCALING, "decoding_steps",
+            impact["measurements"],
+            IMPACT_STAGE_SCALING,
+            "decoding_steps",
             [{"decoding_steps": steps, "head_steps": PAPER_HEAD_STEPS} for steps in targets],
         )
         results["impact"] = impact
         free_memory(device)
     if "audioldm" in args.pipelines:
         audioldm = benchmark_audioldm(args, device, dtype)
-        audioldm["extrapolation"] = extrapolate(audioldm["measurements"], AUDIOLDM_STAGE_SCALING, "steps", [{"steps": AUDIOLDM_STEPS}])
+        audioldm["extrapolation"] = extrapolate(
+            audioldm["measurements"], AUDIOLDM_STAGE_SCALING, "steps", [{"steps": AUDIOLDM_STEPS}]
+        )
         results["audioldm"] = audioldm
         free_memory(device)
     both = {"impact", "audioldm"} <= set(args.pipelines)

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_pipeline import DEFAULT_PROMPT, build_impact_pipeline, prepare_pipeline  # noqa: E402
 
@@ -44,7 +45,9 @@ from diffusers_impact.pipelines.pipeline_impact import annealed_diffusion_steps 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--head_rows", type=int, nargs="+", default=[2, 8, 32, 128], help="Rows of the head calls timed.")
+    parser.add_argument(
+        "--head_rows", type=int, nargs="+", default=[2, 8, 32, 128], help="Rows of the head calls timed."
+    )
     parser.add_argument("--repeats", type=int, default=5, help="Timed calls per stage; the median is reported.")
     parser.add_argument("--num_threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
     parser.add_argument("--seed", type=int, default=0)
@@ -122,7 +125,12 @@ def head_pass(pipe, num_inference_steps: int, num_diffusion_steps, limits: dict,
     weight_bytes = sum(p.numel() * p.element_size() for p in head.parameters())
     token_dim, width = head.config.in_channels, head.config.condition_channels
     loops = [
-        (torch.randn(2, count, width, generator=generator), torch.randn(1, count, token_dim, generator=generator), count, step_count)
+        (
+            torch.randn(2, count, width, generator=generator),
+            torch.randn(1, count, token_dim, generator=generator),
+            count,
+            step_count,
+        )
         for count, step_count in zip(scheduler.num_tokens_to_predict, steps)
     ]
     step_kwargs = {"generator": generator}
@@ -138,7 +146,9 @@ def head_pass(pipe, num_inference_steps: int, num_diffusion_steps, limits: dict,
         call_bytes = weight_bytes + 4 * 2 * count * (token_dim + width + 2 * token_dim)
         flops += step_count * call_flops
         least_bytes += step_count * call_bytes
-        bound += step_count * max(call_flops / limits["peak_flops_per_s"], call_bytes / limits["memory_bandwidth_bytes_per_s"])
+        bound += step_count * max(
+            call_flops / limits["peak_flops_per_s"], call_bytes / limits["memory_bandwidth_bytes_per_s"]
+        )
     name = f"head, decoding pass (T = {num_inference_steps}, steps {num_diffusion_steps}, {sum(steps)} calls)"
     return stage_row(name, median_seconds(run, repeats), flops, least_bytes, bound, limits)
 
@@ -160,7 +170,9 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.num_threads)
     torch.manual_seed(args.seed)
     limits = machine_limits(args.repeats)
-    pipe = prepare_pipeline(build_impact_pipeline(False, 10.24, DEFAULT_PROMPT, args.seed), torch.device("cpu"), torch.float32)
+    pipe = prepare_pipeline(
+        build_impact_pipeline(False, 10.24, DEFAULT_PROMPT, args.seed), torch.device("cpu"), torch.float32
+    )
     transformer, head = pipe.transformer, pipe.diff_head
     generator = torch.Generator().manual_seed(args.seed)
 
@@ -170,7 +182,9 @@ def main(argv=None) -> None:
         noisy = torch.randn(rows, token_dim, generator=generator)
         condition = torch.randn(rows, condition_dim, generator=generator)
         timestep = torch.full((rows,), 500)
-        stages.append(stage(f"head call ({rows} rows)", head, Call(head, noisy, timestep, condition), limits, args.repeats))
+        stages.append(
+            stage(f"head call ({rows} rows)", head, Call(head, noisy, timestep, condition), limits, args.repeats)
+        )
 
     for num_diffusion_steps in (100, (50, 5)):
         stages.append(head_pass(pipe, 16, num_diffusion_steps, limits, max(1, args.repeats // 2), generator))
@@ -187,18 +201,27 @@ def main(argv=None) -> None:
         stage(
             "transformer iteration (2 × 256 tokens, half visible)",
             transformer,
-            Call(lambda *inputs: transformer(*inputs, return_dict=False)[0], tokens, mask, text, text_mask, pooled, drop),
+            Call(
+                lambda *inputs: transformer(*inputs, return_dict=False)[0], tokens, mask, text, text_mask, pooled, drop
+            ),
             limits,
             args.repeats,
         )
     )
 
-    latents = torch.randn(1, transformer.config.latent_channels, transformer.config.latent_length,
-                          transformer.config.latent_width, generator=generator)
+    latents = torch.randn(
+        1,
+        transformer.config.latent_channels,
+        transformer.config.latent_length,
+        transformer.config.latent_width,
+        generator=generator,
+    )
     stages.append(stage("VAE decode (10.24 s)", pipe.vae, Call(pipe.decode_latents, latents), limits, args.repeats))
     with torch.inference_mode():
         mel = pipe.decode_latents(latents)
-    stages.append(stage("vocoder (10.24 s)", pipe.vocoder, Call(pipe.mel_spectrogram_to_waveform, mel), limits, args.repeats))
+    stages.append(
+        stage("vocoder (10.24 s)", pipe.vocoder, Call(pipe.mel_spectrogram_to_waveform, mel), limits, args.repeats)
+    )
 
     results = {
         "description": "Stages of IMPACT base at batch 1 against this machine's roofline bound, measured in one run.",

@@ -24,6 +24,7 @@ from paper_reference import (
     PAPER_TABLE_8_SOURCE,
 )
 
+
 STAGE_COLORS = {
     "text_encoding": "tab:purple",
     "transformer": "tab:blue",
@@ -85,11 +86,15 @@ def plot_latency(axis, results: list[dict]) -> None:
                 # Join the extrapolated points to the measured ones so that the curve reads as one line.
                 points = sorted(extrapolated + measured)
                 axis.plot(*zip(*points), "--", color=color, alpha=0.7)
-                axis.plot(*zip(*extrapolated), "o", mfc="none", color=color, label=f"IMPACT b={batch_size}, EXTRAPOLATED")
+                axis.plot(
+                    *zip(*extrapolated), "o", mfc="none", color=color, label=f"IMPACT b={batch_size}, EXTRAPOLATED"
+                )
             other = [
                 (m["decoding_steps"], m["latency_s"])
                 for m in impact["measurements"]
-                if m["batch_size"] == batch_size and isinstance(m["head_steps"], int) and m["head_steps"] != PAPER_HEAD_STEPS
+                if m["batch_size"] == batch_size
+                and isinstance(m["head_steps"], int)
+                and m["head_steps"] != PAPER_HEAD_STEPS
             ]
             annealed = sorted(
                 (m["decoding_steps"], m["latency_s"])
@@ -100,19 +105,36 @@ def plot_latency(axis, results: list[dict]) -> None:
             if other:
                 axis.plot(*zip(*other), "x", color=color, label=f"IMPACT b={batch_size}, measured at fewer head steps")
             if annealed:
-                schedules = sorted({":".join(map(str, m["head_steps"])) for m in impact["measurements"]
-                                    if m["batch_size"] == batch_size and not isinstance(m["head_steps"], int)})
-                axis.plot(*zip(*annealed), "^-", color=color, alpha=0.8,
-                          label=f"IMPACT b={batch_size}, DiSA {', '.join(schedules)}, measured")
+                schedules = sorted(
+                    {
+                        ":".join(map(str, m["head_steps"]))
+                        for m in impact["measurements"]
+                        if m["batch_size"] == batch_size and not isinstance(m["head_steps"], int)
+                    }
+                )
+                axis.plot(
+                    *zip(*annealed),
+                    "^-",
+                    color=color,
+                    alpha=0.8,
+                    label=f"IMPACT b={batch_size}, DiSA {', '.join(schedules)}, measured",
+                )
             if "audioldm" in result and (reference := audioldm_latency(result["audioldm"], batch_size)):
                 latency, is_extrapolated = reference
-                label = f"AudioLDM-S {AUDIOLDM_STEPS} steps b={batch_size}" + (", EXTRAPOLATED" if is_extrapolated else "")
+                label = f"AudioLDM-S {AUDIOLDM_STEPS} steps b={batch_size}" + (
+                    ", EXTRAPOLATED" if is_extrapolated else ""
+                )
                 axis.axhline(latency, color=color, linestyle="-.", linewidth=1, label=label)
     for batch_size in batch_sizes:
         if all(batch_size in row for row in PAPER_TABLE_8_IMPACT_BASE.values()):
             paper = sorted((steps, row[batch_size]) for steps, row in PAPER_TABLE_8_IMPACT_BASE.items())
             axis.plot(
-                *zip(*paper), "s:", color=colors[batch_size], alpha=0.5, markersize=4, label=f"paper Table 8, V100, b={batch_size}"
+                *zip(*paper),
+                "s:",
+                color=colors[batch_size],
+                alpha=0.5,
+                markersize=4,
+                label=f"paper Table 8, V100, b={batch_size}",
             )
     axis.set_xscale("log", base=2)
     axis.set_yscale("log")
@@ -131,8 +153,15 @@ def plot_breakdown(axis, results: list[dict]) -> None:
     for result in results:
         for name, steps in (("impact", "T={decoding_steps} S={head_steps}"), ("audioldm", "{steps} steps")):
             for m in result.get(name, {}).get("measurements", []):
-                m = {**m, "head_steps": ":".join(map(str, m["head_steps"])) if isinstance(m.get("head_steps"), list) else m.get("head_steps")}
-                labels.append(f"{'IMPACT' if name == 'impact' else 'AudioLDM'} b={m['batch_size']} {steps.format(**m)}")
+                m = {
+                    **m,
+                    "head_steps": ":".join(map(str, m["head_steps"]))
+                    if isinstance(m.get("head_steps"), list)
+                    else m.get("head_steps"),
+                }
+                labels.append(
+                    f"{'IMPACT' if name == 'impact' else 'AudioLDM'} b={m['batch_size']} {steps.format(**m)}"
+                )
                 rows.append({**m["breakdown_s"], "unaccounted": m["unaccounted_s"]})
     positions = range(len(rows))
     left = [0.0] * len(rows)

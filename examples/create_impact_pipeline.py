@@ -18,7 +18,13 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import AutoConfig, AutoModel, AutoTokenizer, ClapTextModelWithProjection, T5EncoderModel
 
-from diffusers_impact import ImpactDiffHead, ImpactDiffHeadScheduler, ImpactMaskScheduler, ImpactPipeline, ImpactTransformer
+from diffusers_impact import (
+    ImpactDiffHead,
+    ImpactDiffHeadScheduler,
+    ImpactMaskScheduler,
+    ImpactPipeline,
+    ImpactTransformer,
+)
 from diffusers_impact.configs import IMPACT_TRANSFORMER_CONFIGS
 from diffusers_impact.convert_mar import convert_mar_to_impact, load_mar_checkpoint
 from diffusers_impact.models import load_vocoder, vocoder_front_end
@@ -28,16 +34,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--size", choices=sorted(IMPACT_TRANSFORMER_CONFIGS), default="base")
-    parser.add_argument("--audioldm", required=True, help="Folder or Hub id with `vae/` and `vocoder/` (AudioLDM; the vocoder may be a `GriffinLimVocoder`).")
-    parser.add_argument("--text_encoder", required=True, help="Text encoder folder or Hub id (e.g. google/flan-t5-large).")
+    parser.add_argument(
+        "--audioldm",
+        required=True,
+        help="Folder or Hub id with `vae/` and `vocoder/` (AudioLDM; the vocoder may be a `GriffinLimVocoder`).",
+    )
+    parser.add_argument(
+        "--text_encoder", required=True, help="Text encoder folder or Hub id (e.g. google/flan-t5-large)."
+    )
     parser.add_argument("--clap", default=None, help="CLAP folder or Hub id for the pooled condition (optional).")
-    parser.add_argument("--pooled_from_text_encoder", action="store_true",
-                        help="Pooled condition without CLAP: the unit-norm mean of the text encoder's token states "
-                             "(sentence-transformers pooling, e.g. for all-MiniLM-L6-v2).")
+    parser.add_argument(
+        "--pooled_from_text_encoder",
+        action="store_true",
+        help="Pooled condition without CLAP: the unit-norm mean of the text encoder's token states "
+        "(sentence-transformers pooling, e.g. for all-MiniLM-L6-v2).",
+    )
     parser.add_argument("--max_text_length", type=int, default=77, help="Longest text token sequence (paper: 77).")
     parser.add_argument("--audio_length_in_s", type=float, default=10.24, help="Generated length (paper: 10.24 s).")
     parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint to initialise from (App. D.3).")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the new transformer's and head's initial weights.")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="Seed of the new transformer's and head's initial weights."
+    )
     custom = parser.add_argument_group("custom sizes (override --size and the head's defaults)")
     custom.add_argument("--hidden_size", type=int, default=None, help="Transformer width D.")
     custom.add_argument("--num_layers", type=int, default=None, help="Blocks of each sub-encoder (Enc_φ1, Enc_φ2).")
@@ -53,7 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_text_encoder(name_or_path: str):
     """T5 checkpoints load as their encoder alone; other models as the bare transformers encoder."""
-    model_class = T5EncoderModel if AutoConfig.from_pretrained(name_or_path).model_type in ("t5", "mt5", "umt5") else AutoModel
+    model_class = (
+        T5EncoderModel if AutoConfig.from_pretrained(name_or_path).model_type in ("t5", "mt5", "umt5") else AutoModel
+    )
     return model_class.from_pretrained(name_or_path), AutoTokenizer.from_pretrained(name_or_path)
 
 
@@ -71,8 +90,12 @@ def main(argv=None) -> None:
     seconds_per_latent_frame = scale * hop_length / sampling_rate
     torch.manual_seed(args.seed)  # the initial weights: the same pipeline for the same seed
     sizes = dict(IMPACT_TRANSFORMER_CONFIGS[args.size])
-    overrides = {"hidden_size": args.hidden_size, "num_encoder_layers": args.num_layers,
-                 "num_decoder_layers": args.num_layers, "num_attention_heads": args.num_attention_heads}
+    overrides = {
+        "hidden_size": args.hidden_size,
+        "num_encoder_layers": args.num_layers,
+        "num_decoder_layers": args.num_layers,
+        "num_attention_heads": args.num_attention_heads,
+    }
     sizes.update({name: value for name, value in overrides.items() if value is not None})
     transformer = ImpactTransformer(
         **sizes,
@@ -82,8 +105,13 @@ def main(argv=None) -> None:
         latent_width=num_mel_bins // scale,
         text_embed_dim=text_encoder.config.hidden_size,
         max_text_length=args.max_text_length,
-        pooled_text_embed_dim=(clap_text_encoder.config.projection_dim if clap_text_encoder is not None
-                               else text_encoder.config.hidden_size if args.pooled_from_text_encoder else None),
+        pooled_text_embed_dim=(
+            clap_text_encoder.config.projection_dim
+            if clap_text_encoder is not None
+            else text_encoder.config.hidden_size
+            if args.pooled_from_text_encoder
+            else None
+        ),
     )
     diff_head = ImpactDiffHead(
         in_channels=transformer.config.latent_channels * transformer.config.patch_size**2,

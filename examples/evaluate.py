@@ -26,24 +26,23 @@ metrics are printed and written as JSON to `--metrics_file` (default: `<output_d
 import argparse
 import csv
 import json
-import math
 import os
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import soundfile
 import torch
 from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactPipeline
-from diffusers_impact.audio import load_audio
+from diffusers_impact.audio import load_audio, resample
 from diffusers_impact.evaluators import (
     CLAP_MODEL_ID,
     PANNS_CNN14_16K_URL,
     VGGISH_URL,
     AudioEvaluator,
 )
+
 
 # audioldm_eval evaluates at 16 kHz; writing 16 kHz files avoids any resampling there (evaluation.md §1).
 OUTPUT_SAMPLING_RATE = 16000
@@ -67,10 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="Pipeline weights' dtype.")
     parser.add_argument("--reference_dir", default=None, help="Reference clips <id>.<ext>: evaluate against them.")
-    parser.add_argument("--panns_checkpoint", default=PANNS_CNN14_16K_URL, help="Cnn14_16k_mAP=0.438.pth: file or URL.")
+    parser.add_argument(
+        "--panns_checkpoint", default=PANNS_CNN14_16K_URL, help="Cnn14_16k_mAP=0.438.pth: file or URL."
+    )
     parser.add_argument("--vggish_checkpoint", default=VGGISH_URL, help="vggish-10086976.pth: file or URL.")
-    parser.add_argument("--panns_sha256", default=None,
-                        help="SHA-256 of a PANNs checkpoint of your own (by default only the official file loads).")
+    parser.add_argument(
+        "--panns_sha256",
+        default=None,
+        help="SHA-256 of a PANNs checkpoint of your own (by default only the official file loads).",
+    )
     parser.add_argument("--vggish_sha256", default=None, help="SHA-256 of a VGGish checkpoint of your own.")
     parser.add_argument("--clap_model", default=CLAP_MODEL_ID, help="CLAP Hub id or folder (paper App. F.4).")
     parser.add_argument("--metrics_file", default=None, help="JSON output (default: <output_dir>_metrics.json).")
@@ -95,7 +99,7 @@ def read_records(path: str) -> list[dict]:
             records = json.load(file)
             records = records["data"] if isinstance(records, dict) and "data" in records else records
     if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
-        raise ValueError(f"--captions {path!r} must hold records (objects with named fields), e.g. {{\"data\": [...]}}.")
+        raise ValueError(f'--captions {path!r} must hold records (objects with named fields), e.g. {{"data": [...]}}.')
     return records
 
 
@@ -127,11 +131,15 @@ def load_captions(args) -> tuple[list[tuple[str, str]], dict, object]:
         columns = set(records[0]) if records else set()
     else:
         dataset = load_dataset(args.captions, args.split, args.audio_column)
-        records = dataset.select_columns([c for c in (args.id_column, args.caption_column) if c in dataset.column_names])
+        records = dataset.select_columns(
+            [c for c in (args.id_column, args.caption_column) if c in dataset.column_names]
+        )
         columns = set(dataset.column_names)
     missing = [column for column in (args.id_column, args.caption_column) if column not in columns]
     if missing:
-        raise ValueError(f"--captions {args.captions!r} has no column(s) {missing}; its columns are {sorted(columns)}.")
+        raise ValueError(
+            f"--captions {args.captions!r} has no column(s) {missing}; its columns are {sorted(columns)}."
+        )
 
     captions, rows = {}, {}
     for index, record in enumerate(records):
@@ -155,17 +163,18 @@ def load_captions(args) -> tuple[list[tuple[str, str]], dict, object]:
 def write_wav(path: Path, waveform: np.ndarray, sampling_rate: int) -> None:
     """A 16 kHz mono 16-bit WAV, written to a temporary file first and renamed, so `path` is complete if it exists."""
     waveform = np.asarray(waveform, dtype=np.float64)
-    if sampling_rate != OUTPUT_SAMPLING_RATE:
-        divisor = math.gcd(int(sampling_rate), OUTPUT_SAMPLING_RATE)
-        waveform = scipy.signal.resample_poly(waveform, OUTPUT_SAMPLING_RATE // divisor, sampling_rate // divisor)
+    waveform = resample(waveform, sampling_rate, OUTPUT_SAMPLING_RATE)
     temporary = path.with_name(f".{path.name}.tmp")
     soundfile.write(temporary, np.clip(waveform, -1.0, 1.0), OUTPUT_SAMPLING_RATE, subtype="PCM_16", format="WAV")
     os.replace(temporary, path)
 
 
 def generate(args, clips: list[tuple[str, str]], output_dir: Path) -> None:
-    pending = [(index, clip_id, caption) for index, (clip_id, caption) in enumerate(clips)
-               if not (output_dir / f"{clip_id}.wav").exists()]
+    pending = [
+        (index, clip_id, caption)
+        for index, (clip_id, caption) in enumerate(clips)
+        if not (output_dir / f"{clip_id}.wav").exists()
+    ]
     print(f"{len(clips) - len(pending)} of {len(clips)} clips already in {output_dir}; generating {len(pending)}.")
     if not pending:
         return
@@ -224,13 +233,31 @@ def main(argv=None) -> dict | None:
         reference_dir.mkdir(parents=True, exist_ok=True)
         export_references(dataset, reference_rows, args.audio_column, reference_dir)
     metrics = evaluator.evaluate(output_dir, reference_dir, captions=dict(clips))
-    print("  ".join(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}"
-                    for name, value in metrics.items()))
+    print(
+        "  ".join(
+            f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}"
+            for name, value in metrics.items()
+        )
+    )
     metrics_file = Path(args.metrics_file or f"{output_dir.resolve()}_metrics.json")
-    settings = {name: getattr(args, name) for name in (
-        "pipeline", "captions", "num_inference_steps", "num_diffusion_steps", "guidance_scale", "seed", "dtype",
-        "reference_dir", "panns_checkpoint", "vggish_checkpoint", "panns_sha256", "vggish_sha256", "clap_model",
-    )}
+    settings = {
+        name: getattr(args, name)
+        for name in (
+            "pipeline",
+            "captions",
+            "num_inference_steps",
+            "num_diffusion_steps",
+            "guidance_scale",
+            "seed",
+            "dtype",
+            "reference_dir",
+            "panns_checkpoint",
+            "vggish_checkpoint",
+            "panns_sha256",
+            "vggish_sha256",
+            "clap_model",
+        )
+    }
     metrics_file.write_text(json.dumps({**metrics, "settings": settings}, indent=2) + "\n")
     print(f"Metrics written to {metrics_file}.")
     return metrics

@@ -38,6 +38,7 @@ from diffusers_impact.audio import (
 from diffusers_impact.cli import diffusion_steps
 from diffusers_impact.evaluation import frechet_distance_from_features
 
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "animal_sounds"
 ACTIVE_RANGE = np.log(10 ** (40 / 20))  # 40 dB in natural-log magnitude units
 
@@ -46,11 +47,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default=None, help="ImpactPipeline folder (default: the embedded model).")
     parser.add_argument("--assets", default=str(ASSETS), help="Folder with the recordings and caption files.")
-    parser.add_argument("--num_inference_steps", type=int, default=None,
-                        help="Decoding iterations (default: the pipeline's recommended setting).")
-    parser.add_argument("--num_diffusion_steps", type=diffusion_steps, default=None,
-                        help="Head steps per decoding iteration, or FIRST:LAST to anneal them (DiSA); default: the "
-                        "pipeline's recommended setting.")
+    parser.add_argument(
+        "--num_inference_steps",
+        type=int,
+        default=None,
+        help="Decoding iterations (default: the pipeline's recommended setting).",
+    )
+    parser.add_argument(
+        "--num_diffusion_steps",
+        type=diffusion_steps,
+        default=None,
+        help="Head steps per decoding iteration, or FIRST:LAST to anneal them (DiSA); default: the "
+        "pipeline's recommended setting.",
+    )
     parser.add_argument("--guidance_scale", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Write the WAVs, results.json and mel_comparison.png.")
@@ -108,7 +117,9 @@ def main(argv=None) -> int:
     sampling_rate = pipeline.vocoder.config.sampling_rate
 
     num_samples = pipeline.num_mel_frames * HOP_LENGTH
-    real = np.stack([prepare_segment(load_audio(assets / f"{sound}.mp3"), num_samples=num_samples) for sound in sounds])
+    real = np.stack(
+        [prepare_segment(load_audio(assets / f"{sound}.mp3"), num_samples=num_samples) for sound in sounds]
+    )
     real_features = acoustic_features(real)
 
     # prompt set → (prompt, index of the sound asked for) pairs
@@ -129,8 +140,12 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - start
 
     problems = [f"{prompt!r}: not finite" for prompt, clip in zip(prompts, audio) if not np.isfinite(clip).all()]
-    problems += [f"{prompt!r}: silent" for prompt, clip in zip(prompts, audio) if np.isfinite(clip).all() and is_silent(clip)]
-    identical = [(prompts[i], prompts[j]) for i in range(len(audio)) for j in range(i) if np.array_equal(audio[i], audio[j])]
+    problems += [
+        f"{prompt!r}: silent" for prompt, clip in zip(prompts, audio) if np.isfinite(clip).all() and is_silent(clip)
+    ]
+    identical = [
+        (prompts[i], prompts[j]) for i in range(len(audio)) for j in range(i) if np.array_equal(audio[i], audio[j])
+    ]
     problems += [f"{first!r} and {second!r}: identical outputs" for first, second in identical]
     if problems:
         print("Invalid outputs:\n  " + "\n  ".join(problems), file=sys.stderr)
@@ -139,7 +154,11 @@ def main(argv=None) -> int:
     generated_features = acoustic_features(audio)
     distances = ((generated_features[:, None] - real_features[None]) ** 2).sum(-1)
     predictions = distances.argmin(axis=1).tolist()
-    results = {"generation_seconds": round(seconds, 2), "num_prompts": len(prompts), "settings": vars(args) | {"pipeline": args.pipeline}}
+    results = {
+        "generation_seconds": round(seconds, 2),
+        "num_prompts": len(prompts),
+        "settings": vars(args) | {"pipeline": args.pipeline},
+    }
     offset = 0
     for name, prompt_set in prompt_sets.items():
         predicted = predictions[offset : offset + len(prompt_set)]
@@ -148,16 +167,21 @@ def main(argv=None) -> int:
             "correct": correct,
             "total": len(prompt_set),
             "predictions": {prompt: sounds[prediction] for prediction, (prompt, _) in zip(predicted, prompt_set)},
-            "missed": {prompt: {"asked_for": sounds[target], "classified_as": sounds[prediction]}
-                       for prediction, (prompt, target) in zip(predicted, prompt_set) if prediction != target},
+            "missed": {
+                prompt: {"asked_for": sounds[target], "classified_as": sounds[prediction]}
+                for prediction, (prompt, target) in zip(predicted, prompt_set)
+                if prediction != target
+            },
         }
         print(f"{name}: {correct}/{len(prompt_set)} classified as the sound asked for")
         offset += len(prompt_set)
     results["frechet_distance"] = frechet_distance_from_features(generated_features, real_features)
     print("\nConfusion table (rows: sound asked for, columns: nearest real recording), both prompt sets:")
     print(confusion_table(sounds, targets, predictions))
-    print(f"\nFréchet distance, generated ({len(prompts)}) vs real ({len(sounds)}) features: "
-          f"{results['frechet_distance']:.2f}")
+    print(
+        f"\nFréchet distance, generated ({len(prompts)}) vs real ({len(sounds)}) features: "
+        f"{results['frechet_distance']:.2f}"
+    )
     print(f"Generated {len(prompts)} clips of {pipeline.max_audio_length_in_s:.2f} s in {seconds:.1f} s.")
 
     if args.output_dir:
@@ -169,10 +193,15 @@ def main(argv=None) -> int:
             soundfile.write(output_dir / f"{index:02d}_{prompt.replace(' ', '_')}.wav", clip, sampling_rate)
         (output_dir / "results.json").write_text(json.dumps(results, indent=2))
         real_mels = mel_spectrogram(torch.from_numpy(real), num_frames=pipeline.num_mel_frames)[:, 0]
-        generated_mels = mel_spectrogram(torch.from_numpy(audio[: len(sounds)]), num_frames=pipeline.num_mel_frames)[:, 0]
+        generated_mels = mel_spectrogram(torch.from_numpy(audio[: len(sounds)]), num_frames=pipeline.num_mel_frames)[
+            :, 0
+        ]
         panels = torch.stack([mel for pair in zip(real_mels, generated_mels) for mel in pair]).numpy()
-        titles = [title for sound, (prompt, _) in zip(sounds, prompt_sets["training captions"])
-                  for title in (f"real recording: {sound}", f"generated: “{prompt}”")]
+        titles = [
+            title
+            for sound, (prompt, _) in zip(sounds, prompt_sets["training captions"])
+            for title in (f"real recording: {sound}", f"generated: “{prompt}”")
+        ]
         save_mel_spectrograms_png(panels, titles, output_dir / "mel_comparison.png", columns=2)
     return 0
 

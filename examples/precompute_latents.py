@@ -27,13 +27,18 @@ from diffusers_impact.data import AudioCaptionDataset, collate_audio_captions, l
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", required=True, help="ImpactPipeline folder or Hub id (its VAE is used).")
-    parser.add_argument("--train_data", required=True, help="Audio dataset: audiofolder, folder, saved dataset or Hub id.")
+    parser.add_argument(
+        "--train_data", required=True, help="Audio dataset: audiofolder, folder, saved dataset or Hub id."
+    )
     parser.add_argument("--output_dir", required=True, help="Where the latent dataset is saved (save_to_disk).")
     parser.add_argument("--split", default="train")
     parser.add_argument("--audio_column", default="audio")
     parser.add_argument("--caption_column", default=None, help="Caption column (omit for audio without captions).")
-    parser.add_argument("--text_embeddings", action="store_true",
-                        help="Also store every caption's text-encoder (and CLAP) embeddings: training then skips them.")
+    parser.add_argument(
+        "--text_embeddings",
+        action="store_true",
+        help="Also store every caption's text-encoder (and CLAP) embeddings: training then skips them.",
+    )
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -66,7 +71,11 @@ def encode_batches(pipeline, loader, device, skipped: Counter, text_embeddings: 
         posterior = vae.encode(mel.to(vae.dtype)).latent_dist
         means, stds = posterior.mean.float().cpu().numpy(), posterior.std.float().cpu().numpy()
         for mean, std, captions in zip(means, stds, batch["captions"]):
-            record = {"latent_mean": mean.astype(np.float16), "latent_std": std.astype(np.float16), "captions": captions}
+            record = {
+                "latent_mean": mean.astype(np.float16),
+                "latent_std": std.astype(np.float16),
+                "captions": captions,
+            }
             if text_embeddings:
                 if not captions:
                     raise ValueError("--text_embeddings needs captions: pass --caption_column.")

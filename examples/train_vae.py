@@ -31,12 +31,19 @@ from diffusers_impact.data import load_usable_audio, random_mel_windows
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train_data", required=True, help="Audio dataset: audiofolder, folder, saved dataset or Hub id.")
+    parser.add_argument(
+        "--train_data", required=True, help="Audio dataset: audiofolder, folder, saved dataset or Hub id."
+    )
     parser.add_argument("--output_dir", required=True, help="Where the trained VAE is saved (save_pretrained).")
     parser.add_argument("--split", default="train")
     parser.add_argument("--audio_column", default="audio")
-    parser.add_argument("--block_out_channels", type=int, nargs="+", default=[16, 32, 64, 64],
-                        help="Channels per resolution; the downsampling is 2^(count - 1).")
+    parser.add_argument(
+        "--block_out_channels",
+        type=int,
+        nargs="+",
+        default=[16, 32, 64, 64],
+        help="Channels per resolution; the downsampling is 2^(count - 1).",
+    )
     parser.add_argument("--latent_channels", type=int, default=8, help="AudioLDM: 8.")
     parser.add_argument("--layers_per_block", type=int, default=1)
     parser.add_argument("--norm_num_groups", type=int, default=8)
@@ -74,11 +81,14 @@ def main(argv=None) -> None:
         sample_size=args.segment_frames,
     )
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.learning_rate, weight_decay=0.0)
-    lr_schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.learning_rate, total_steps=args.max_train_steps,
-                                                      pct_start=0.05)
+    lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, args.learning_rate, total_steps=args.max_train_steps, pct_start=0.05
+    )
     progress = tqdm(range(args.max_train_steps), desc="VAE training")
     for _ in progress:
-        mel, _, _ = random_mel_windows(dataset, args.train_batch_size, args.segment_frames, args.crop_frames, generator)
+        mel, _, _ = random_mel_windows(
+            dataset, args.train_batch_size, args.segment_frames, args.crop_frames, generator
+        )
         posterior = vae.encode(mel).latent_dist
         reconstruction = vae.decode(posterior.sample()).sample
         reconstruction_loss = (reconstruction - mel).abs().mean()
@@ -99,8 +109,10 @@ def main(argv=None) -> None:
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     vae.save_pretrained(args.output_dir)
-    print(f"Saved the VAE to {args.output_dir}: L1 {reconstruction_loss.item():.3f} (log-mel), "
-          f"scaling factor {vae.config.scaling_factor:.3f}.")
+    print(
+        f"Saved the VAE to {args.output_dir}: L1 {reconstruction_loss.item():.3f} (log-mel), "
+        f"scaling factor {vae.config.scaling_factor:.3f}."
+    )
 
 
 if __name__ == "__main__":

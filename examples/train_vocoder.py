@@ -28,13 +28,16 @@ from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, SEGMENT_FRAMES, mel_spectrogram
 from diffusers_impact.data import load_usable_audio, random_mel_windows
 
+
 # (n_fft, hop, window) of the multi-resolution STFT loss (Parallel WaveGAN's three resolutions).
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train_data", required=True, help="Audio dataset: audiofolder, folder, saved dataset or Hub id.")
+    parser.add_argument(
+        "--train_data", required=True, help="Audio dataset: audiofolder, folder, saved dataset or Hub id."
+    )
     parser.add_argument("--output_dir", required=True, help="Where the trained vocoder is saved (save_pretrained).")
     parser.add_argument("--split", default="train")
     parser.add_argument("--audio_column", default="audio")
@@ -90,8 +93,9 @@ def main(argv=None) -> None:
     )
     vocoder = SpeechT5HifiGan(config)
     optimizer = torch.optim.AdamW(vocoder.parameters(), lr=args.learning_rate, betas=(0.8, 0.99), weight_decay=0.0)
-    lr_schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.learning_rate, total_steps=args.max_train_steps,
-                                                      pct_start=0.05)
+    lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, args.learning_rate, total_steps=args.max_train_steps, pct_start=0.05
+    )
     crop_samples = args.crop_frames * HOP_LENGTH
     progress = tqdm(range(args.max_train_steps), desc="Vocoder training")
     for _ in progress:
@@ -99,10 +103,14 @@ def main(argv=None) -> None:
             dataset, args.train_batch_size, args.segment_frames, args.crop_frames, generator
         )
         # Mel frame t is centred on sample t · hop, so frames [s, s + n) cover samples [s · hop, (s + n) · hop).
-        target = torch.stack([waveform[start * HOP_LENGTH :][:crop_samples] for waveform, start in zip(waveforms, starts)])
+        target = torch.stack(
+            [waveform[start * HOP_LENGTH :][:crop_samples] for waveform, start in zip(waveforms, starts)]
+        )
         prediction = vocoder(mel[:, 0])
         stft_loss = multi_resolution_stft_loss(prediction, target)
-        mel_loss = (mel_spectrogram(prediction, num_frames=None) - mel_spectrogram(target, num_frames=None)).abs().mean()
+        mel_loss = (
+            (mel_spectrogram(prediction, num_frames=None) - mel_spectrogram(target, num_frames=None)).abs().mean()
+        )
         loss = stft_loss + args.mel_loss_weight * mel_loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vocoder.parameters(), 1.0)

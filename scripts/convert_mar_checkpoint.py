@@ -18,7 +18,9 @@ from diffusers_impact.convert_mar import convert_mar_to_impact, infer_mar_config
 def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mar_checkpoint", required=True, help="MAR .pth file (e.g. mar_base.pth).")
-    parser.add_argument("--pipeline", required=True, help="ImpactPipeline folder or Hub id whose weights to initialise.")
+    parser.add_argument(
+        "--pipeline", required=True, help="ImpactPipeline folder or Hub id whose weights to initialise."
+    )
     parser.add_argument("--output_dir", required=True, help="Where to save the converted pipeline.")
     parser.add_argument(
         "--use_model_weights",

@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

@@ -26,6 +26,7 @@ from diffusers_impact.audio import (
 )
 from diffusers_impact.testing_utils import tiny_vae
 
+
 LOG_FLOOR = math.log(1e-5)
 
 
@@ -368,8 +369,6 @@ def test_waveform_to_latents_other_lengths(vae):
     torch.testing.assert_close(latents, vae.encode(mel_spectrogram(waveform, 100)).latent_dist.mode() * 0.75)
     # Sampling is deterministic per seed.
     samples = [
-        waveform_to_latents(vae, waveform, torch.Generator().manual_seed(seed), num_frames=100)
-        for seed in (3, 3, 4)
+        waveform_to_latents(vae, waveform, torch.Generator().manual_seed(seed), num_frames=100) for seed in (3, 3, 4)
     ]
     assert torch.equal(samples[0], samples[1]) and not torch.allclose(samples[0], samples[2])
-

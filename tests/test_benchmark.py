@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -28,9 +29,26 @@ def benchmark_pipeline(monkeypatch):
 def results_path(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("benchmark") / "tiny.json"
     result = run_script(
-        "benchmark_pipeline.py", "--tiny", "--device", "cpu", "--batch_sizes", 1, "--decoding_steps", 2,
-        "--head_steps", 2, "--audioldm_steps", 2, "--warmup", 1, "--repeats", 2, "--num_threads", 1,
-        "--output", output,
+        "benchmark_pipeline.py",
+        "--tiny",
+        "--device",
+        "cpu",
+        "--batch_sizes",
+        1,
+        "--decoding_steps",
+        2,
+        "--head_steps",
+        2,
+        "--audioldm_steps",
+        2,
+        "--warmup",
+        1,
+        "--repeats",
+        2,
+        "--num_threads",
+        1,
+        "--output",
+        output,
     )
     assert result.returncode == 0, result.stderr
     assert "Full paper grid on a GPU" in result.stdout
@@ -39,15 +57,20 @@ def results_path(tmp_path_factory) -> Path:
 
 def test_results_structure_and_times(results_path):
     results = json.loads(results_path.read_text())
-    assert {"machine", "settings", "impact", "audioldm", "comparison", "paper_reference", "full_grid_command"} <= set(results)
+    assert {"machine", "settings", "impact", "audioldm", "comparison", "paper_reference", "full_grid_command"} <= set(
+        results
+    )
     machine = results["machine"]
     assert machine["device"] == "cpu" and machine["torch_num_threads"] == 1
     assert machine["cpu_model"] and machine["torch"]
     settings = results["settings"]
     assert settings["model_config"] == "tiny"
-    assert (settings["batch_sizes"], settings["decoding_steps"], settings["head_steps"], settings["audioldm_steps"]) == (
-        [1], [2], [2], [2]
-    )
+    assert (
+        settings["batch_sizes"],
+        settings["decoding_steps"],
+        settings["head_steps"],
+        settings["audioldm_steps"],
+    ) == ([1], [2], [2], [2])
 
     stages = {
         "impact": {"text_encoding", "transformer", "head", "vae_decode", "vocoder"},
@@ -106,8 +129,11 @@ def test_extrapolation_recovers_linear_costs(benchmark_pipeline):
             "decoding_steps": steps,
             "head_steps": head_steps,
             "breakdown_s": {
-                "text_encoding": 0.2, "transformer": 0.5 * steps, "head": head_steps * (0.01 + 0.002 * steps),
-                "vae_decode": 0.5, "vocoder": 0.3,
+                "text_encoding": 0.2,
+                "transformer": 0.5 * steps,
+                "head": head_steps * (0.01 + 0.002 * steps),
+                "vae_decode": 0.5,
+                "vocoder": 0.3,
             },
             "unaccounted_s": 0.001 * steps,
         }
@@ -115,7 +141,10 @@ def test_extrapolation_recovers_linear_costs(benchmark_pipeline):
         for head_steps in (2, 3)
     ]
     extrapolation = benchmark_pipeline.extrapolate(
-        measurements, benchmark_pipeline.IMPACT_STAGE_SCALING, "decoding_steps", [{"decoding_steps": 64, "head_steps": 100}]
+        measurements,
+        benchmark_pipeline.IMPACT_STAGE_SCALING,
+        "decoding_steps",
+        [{"decoding_steps": 64, "head_steps": 100}],
     )
     (prediction,) = extrapolation["predictions"]
     expected = 0.2 + 0.5 * 64 + 100 * (0.01 + 0.002 * 64) + 0.5 + 0.3 + 0.001 * 64
@@ -132,8 +161,15 @@ def test_readme_cpu_table_is_the_committed_json():
         r"\**([\d.]+)\** \|",
         re.MULTILINE,
     )
-    rows = {(int(match[0]), "100" if match[1] == "100 head steps" else "[50, 5]"): match[2:] for match in row_pattern.findall(readme)}
-    measured = {(row["decoding_steps"], str(row["head_steps"])): row for row in results["side_by_side"] if row["batch_size"] == 1}
+    rows = {
+        (int(match[0]), "100" if match[1] == "100 head steps" else "[50, 5]"): match[2:]
+        for match in row_pattern.findall(readme)
+    }
+    measured = {
+        (row["decoding_steps"], str(row["head_steps"])): row
+        for row in results["side_by_side"]
+        if row["batch_size"] == 1
+    }
     assert rows.keys() == measured.keys() and len(rows) == 6
     for key, (latency, head, over_25, over_200) in rows.items():
         row = measured[key]
@@ -147,9 +183,28 @@ def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extra
     assert benchmark_pipeline.head_steps_argument("100") == 100
     output = tmp_path / "disa.json"
     result = run_script(
-        "benchmark_pipeline.py", "--tiny", "--device", "cpu", "--batch_sizes", 1, "--decoding_steps", 3,
-        "--head_steps", 4, "4:2", "--audioldm_steps", 2, 3, "--warmup", 0, "--repeats", 1, "--num_threads", 1,
-        "--output", output,
+        "benchmark_pipeline.py",
+        "--tiny",
+        "--device",
+        "cpu",
+        "--batch_sizes",
+        1,
+        "--decoding_steps",
+        3,
+        "--head_steps",
+        4,
+        "4:2",
+        "--audioldm_steps",
+        2,
+        3,
+        "--warmup",
+        0,
+        "--repeats",
+        1,
+        "--num_threads",
+        1,
+        "--output",
+        output,
     )
     assert result.returncode == 0, result.stderr
     results = json.loads(output.read_text())
@@ -158,6 +213,8 @@ def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extra
     assert [row["head_steps"] for row in rows] == [4, [4, 2]]
     for row, measurement in zip(rows, results["impact"]["measurements"]):
         for other in results["audioldm"]["measurements"]:
-            assert row[f"over_audioldm_{other['steps']}_steps"] == pytest.approx(measurement["latency_s"] / other["latency_s"])
+            assert row[f"over_audioldm_{other['steps']}_steps"] == pytest.approx(
+                measurement["latency_s"] / other["latency_s"]
+            )
     assert "S=4:2" in result.stdout and "Measured side by side" in result.stdout
     assert all(fit["from_measurements"] == 1 for fit in results["impact"]["extrapolation"]["fits"])

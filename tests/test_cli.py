@@ -70,8 +70,11 @@ def test_help_and_argument_errors_do_not_import_torch_or_the_model():
 def test_mel_png_works_after_the_readmes_first_command():
     """That command installs the package without extras: matplotlib (for --mel-png) must be a runtime requirement."""
     setup = ast.parse((Path(__file__).resolve().parents[1] / "setup.py").read_text())
-    (requirements,) = [node.value for node in ast.walk(setup) if isinstance(node, ast.Assign)
-                       and getattr(node.targets[0], "id", None) == "RUNTIME_REQUIREMENTS"]
+    (requirements,) = [
+        node.value
+        for node in ast.walk(setup)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "RUNTIME_REQUIREMENTS"
+    ]
     assert "matplotlib" in [re.split(r"[<>=!\[ ]", ast.literal_eval(element))[0] for element in requirements.elts]
 
 
@@ -82,8 +85,23 @@ def test_output_path_that_is_a_folder_is_refused(tmp_path, capsys):
 
 
 def test_writes_numbered_wavs_and_a_mel_png(tmp_path, capsys):
-    argv = ["a dog", "--model", "tiny-random", "-o", str(tmp_path / "dog.wav"), "--num-waveforms", "2", "--steps", "2",
-            "--diffusion-steps", "3", "--length", "0.5", "--mel-png", str(tmp_path / "dog.png")]
+    argv = [
+        "a dog",
+        "--model",
+        "tiny-random",
+        "-o",
+        str(tmp_path / "dog.wav"),
+        "--num-waveforms",
+        "2",
+        "--steps",
+        "2",
+        "--diffusion-steps",
+        "3",
+        "--length",
+        "0.5",
+        "--mel-png",
+        str(tmp_path / "dog.png"),
+    ]
     code, out, _ = run(argv, capsys)
     assert code == 0
     first, second = (soundfile.read(tmp_path / f"dog_{index}.wav") for index in range(2))
@@ -113,7 +131,9 @@ def test_default_model_generates_sound(tmp_path, capsys):
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01
 
 
-@pytest.mark.parametrize("prompt", ["rain on a tin roof", "a rooster crowing at dawn", "a sheep bleating", "a cat meowing"])
+@pytest.mark.parametrize(
+    "prompt", ["rain on a tin roof", "a rooster crowing at dawn", "a sheep bleating", "a cat meowing"]
+)
 def test_default_model_never_writes_clipped_audio(prompt, tmp_path, capsys):
     """Over many seeds (a batch of 8 per prompt): no 16-bit sample at full scale, and the loud ones say so."""
     code, _, err = run([prompt, "-o", str(tmp_path / "clip.wav"), "--num-waveforms", "8", "--seed", "3"], capsys)
@@ -158,7 +178,9 @@ def test_a_prompts_file_is_generated_in_batches_named_by_line_and_prompt_and_res
 def test_several_waveforms_per_line_get_numbered_files(tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a dog\n", encoding="utf-8")
-    code, _, _ = run(["--prompts-file", str(prompts), "-o", str(tmp_path / "out"), "--num-waveforms", "2", *TINY], capsys)
+    code, _, _ = run(
+        ["--prompts-file", str(prompts), "-o", str(tmp_path / "out"), "--num-waveforms", "2", *TINY], capsys
+    )
     assert code == 0
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["0001_a-dog_0.wav", "0001_a-dog_1.wav"]
 
@@ -186,7 +208,9 @@ def test_annealed_diffusion_steps_from_the_command_line(tmp_path, capsys, monkey
 
     seen = []
     call = ImpactPipeline.__call__
-    monkeypatch.setattr(ImpactPipeline, "__call__", lambda self, *a, **k: seen.append(k["num_diffusion_steps"]) or call(self, *a, **k))
+    monkeypatch.setattr(
+        ImpactPipeline, "__call__", lambda self, *a, **k: seen.append(k["num_diffusion_steps"]) or call(self, *a, **k)
+    )
     argv = ["a dog", "-o", str(tmp_path / "dog.wav"), "--model", "tiny-random", "--steps", "2"]
     assert run([*argv, "--diffusion-steps", "7:2"], capsys)[0] == 0
     assert run([*argv, "--diffusion-steps", "4"], capsys)[0] == 0

@@ -7,9 +7,8 @@ import pytest
 import soundfile
 import torch
 from diffusers import AutoencoderKL
-from transformers import SpeechT5HifiGan
-
 from helpers import load_example
+from transformers import SpeechT5HifiGan
 
 from diffusers_impact.audio import HOP_LENGTH, mel_spectrogram, waveform_to_latents
 
@@ -32,13 +31,30 @@ def test_multi_resolution_stft_loss_known_answers():
     assert stft_loss(0.5 * target, target).item() == pytest.approx(0.5 + math.log(2.0), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_train_vae_saves_a_unit_variance_autoencoder(clips, tmp_path):
     output = tmp_path / "vae"
-    load_example("train_vae").main([
-        "--train_data", str(clips), "--output_dir", str(output), "--block_out_channels", "8", "8",
-        "--norm_num_groups", "4", "--segment_frames", "64", "--crop_frames", "32", "--train_batch_size", "2",
-        "--max_train_steps", "2",
-    ])
+    load_example("train_vae").main(
+        [
+            "--train_data",
+            str(clips),
+            "--output_dir",
+            str(output),
+            "--block_out_channels",
+            "8",
+            "8",
+            "--norm_num_groups",
+            "4",
+            "--segment_frames",
+            "64",
+            "--crop_frames",
+            "32",
+            "--train_batch_size",
+            "2",
+            "--max_train_steps",
+            "2",
+        ]
+    )
     vae = AutoencoderKL.from_pretrained(output)
     assert vae.config.latent_channels == 8 and vae.config.in_channels == 1
     waveforms = torch.from_numpy(np.stack([soundfile.read(clips / f"{i}.wav")[0] for i in range(3)])).float()
@@ -50,17 +66,43 @@ def test_train_vae_saves_a_unit_variance_autoencoder(clips, tmp_path):
 
 def test_train_vae_rejects_crops_not_divisible_by_the_downsampling(clips, tmp_path):
     with pytest.raises(SystemExit):
-        load_example("train_vae").parse_args(["--train_data", str(clips), "--output_dir", str(tmp_path),
-                                              "--crop_frames", "30", "--max_train_steps", "1"])
+        load_example("train_vae").parse_args(
+            [
+                "--train_data",
+                str(clips),
+                "--output_dir",
+                str(tmp_path),
+                "--crop_frames",
+                "30",
+                "--max_train_steps",
+                "1",
+            ]
+        )
 
 
+@pytest.mark.slow
 def test_train_vocoder_saves_a_hop_aligned_hifigan(clips, tmp_path):
     output = tmp_path / "vocoder"
-    load_example("train_vocoder").main([
-        "--train_data", str(clips), "--output_dir", str(output), "--upsample_initial_channel", "16",
-        "--resblock_kernel_sizes", "3", "--segment_frames", "64", "--crop_frames", "16", "--train_batch_size", "2",
-        "--max_train_steps", "2",
-    ])
+    load_example("train_vocoder").main(
+        [
+            "--train_data",
+            str(clips),
+            "--output_dir",
+            str(output),
+            "--upsample_initial_channel",
+            "16",
+            "--resblock_kernel_sizes",
+            "3",
+            "--segment_frames",
+            "64",
+            "--crop_frames",
+            "16",
+            "--train_batch_size",
+            "2",
+            "--max_train_steps",
+            "2",
+        ]
+    )
     vocoder = SpeechT5HifiGan.from_pretrained(output)
     assert vocoder.config.sampling_rate == 16000 and vocoder.config.model_in_dim == 64
     mel = mel_spectrogram(torch.randn(1, 3200), num_frames=20)[:, 0]
@@ -70,5 +112,17 @@ def test_train_vocoder_saves_a_hop_aligned_hifigan(clips, tmp_path):
 
 def test_train_vocoder_rejects_rates_that_do_not_multiply_to_the_hop(clips, tmp_path):
     with pytest.raises(SystemExit):
-        load_example("train_vocoder").parse_args(["--train_data", str(clips), "--output_dir", str(tmp_path),
-                                                  "--upsample_rates", "4", "4", "4", "--max_train_steps", "1"])
+        load_example("train_vocoder").parse_args(
+            [
+                "--train_data",
+                str(clips),
+                "--output_dir",
+                str(tmp_path),
+                "--upsample_rates",
+                "4",
+                "4",
+                "4",
+                "--max_train_steps",
+                "1",
+            ]
+        )

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from diffusers_impact import ImpactDiffHead, ImpactPipeline, ImpactTransformer
 from diffusers_impact.convert_mar import ConversionReport, convert_mar_to_impact, infer_mar_config, load_mar_checkpoint
 
+
 # MAR-format test configuration: widths De = Dd, token size C, S tokens, buffer P, head width W / depth d.
 DE, DD, HEADS, C, S, P, W, D_HEAD, CLASSES, DEPTH = 32, 32, 4, 16, 16, 8, 48, 3, 10, 2
 EPS = 1e-6
@@ -31,7 +32,10 @@ def mar_state_dict(seed=0, encoder_depth=DEPTH, decoder_depth=DEPTH, head_depth=
         return torch.randn(*shape, generator=generator) * scale + mean
 
     def linear(prefix, out_features, in_features):
-        return {f"{prefix}.weight": randn(out_features, in_features, scale=in_features**-0.5), f"{prefix}.bias": randn(out_features, scale=0.1)}
+        return {
+            f"{prefix}.weight": randn(out_features, in_features, scale=in_features**-0.5),
+            f"{prefix}.bias": randn(out_features, scale=0.1),
+        }
 
     def layer_norm(prefix, width):
         return {f"{prefix}.weight": randn(width, scale=0.2, mean=1.0), f"{prefix}.bias": randn(width, scale=0.1)}
@@ -80,18 +84,39 @@ def mar_state_dict(seed=0, encoder_depth=DEPTH, decoder_depth=DEPTH, head_depth=
     return sd
 
 
-def impact_models(hidden_size=DE, encoder_layers=DEPTH, decoder_layers=DEPTH, head_depth=D_HEAD, latent_channels=16,
-                  latent_length=4, latent_width=4, max_text_length=P, head_width=W, seed=1):
+def impact_models(
+    hidden_size=DE,
+    encoder_layers=DEPTH,
+    decoder_layers=DEPTH,
+    head_depth=D_HEAD,
+    latent_channels=16,
+    latent_length=4,
+    latent_width=4,
+    max_text_length=P,
+    head_width=W,
+    seed=1,
+):
     """An ImpactTransformer / ImpactDiffHead pair; the defaults make every MAR tensor fit (patch 1: C = 16, S = 16)."""
     torch.manual_seed(seed)
     transformer = ImpactTransformer(
-        latent_channels=latent_channels, latent_length=latent_length, latent_width=latent_width, patch_size=1,
-        hidden_size=hidden_size, num_encoder_layers=encoder_layers, num_decoder_layers=decoder_layers,
-        num_attention_heads=HEADS, text_embed_dim=hidden_size, max_text_length=max_text_length,
-        pooled_text_embed_dim=None, dropout=0.0,
+        latent_channels=latent_channels,
+        latent_length=latent_length,
+        latent_width=latent_width,
+        patch_size=1,
+        hidden_size=hidden_size,
+        num_encoder_layers=encoder_layers,
+        num_decoder_layers=decoder_layers,
+        num_attention_heads=HEADS,
+        text_embed_dim=hidden_size,
+        max_text_length=max_text_length,
+        pooled_text_embed_dim=None,
+        dropout=0.0,
     ).eval()
     diff_head = ImpactDiffHead(
-        in_channels=latent_channels, model_channels=head_width, condition_channels=hidden_size, num_res_blocks=head_depth
+        in_channels=latent_channels,
+        model_channels=head_width,
+        condition_channels=hidden_size,
+        num_res_blocks=head_depth,
     ).eval()
     return transformer, diff_head
 
@@ -156,8 +181,17 @@ def test_load_bare_state_dict_and_clear_errors(tmp_path):
 def test_infer_mar_config():
     config = infer_mar_config(mar_state_dict(encoder_depth=3, decoder_depth=1, head_depth=2))
     assert config == {
-        "encoder_embed_dim": DE, "encoder_depth": 3, "decoder_embed_dim": DD, "decoder_depth": 1, "mlp_ratio": 4.0,
-        "token_embed_dim": C, "seq_len": S, "buffer_size": P, "diffloss_w": W, "diffloss_d": 2, "class_num": CLASSES,
+        "encoder_embed_dim": DE,
+        "encoder_depth": 3,
+        "decoder_embed_dim": DD,
+        "decoder_depth": 1,
+        "mlp_ratio": 4.0,
+        "token_embed_dim": C,
+        "seq_len": S,
+        "buffer_size": P,
+        "diffloss_w": W,
+        "diffloss_d": 2,
+        "class_num": CLASSES,
     }
     with pytest.raises(KeyError, match="z_proj.weight"):
         infer_mar_config({"class_emb.weight": torch.zeros(CLASSES, DE)})
@@ -176,8 +210,13 @@ def expected_sources(mar: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "transformer.diffusion_pos_embed": mar["diffusion_pos_embed_learned"],
         "transformer.mask_token": mar["mask_token"],
     }
-    for ours, theirs in [("latent_proj", "z_proj"), ("encoder_input_norm", "z_proj_ln"), ("encoder_norm", "encoder_norm"),
-                         ("decoder_embed", "decoder_embed"), ("decoder_norm", "decoder_norm")]:
+    for ours, theirs in [
+        ("latent_proj", "z_proj"),
+        ("encoder_input_norm", "z_proj_ln"),
+        ("encoder_norm", "encoder_norm"),
+        ("decoder_embed", "decoder_embed"),
+        ("decoder_norm", "decoder_norm"),
+    ]:
         for kind in ("weight", "bias"):
             expected[f"transformer.{ours}.{kind}"] = mar[f"{theirs}.{kind}"]
     for stack in ("encoder_blocks", "decoder_blocks"):
@@ -315,7 +354,9 @@ def mar_head_reference(sd, x, t, c):
     frequencies = torch.exp(-math.log(10000) * torch.arange(128, dtype=torch.float32) / 128)
     angles = t.float()[:, None] * frequencies[None]
     embedding = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)  # cos first
-    y = linear(F.silu(linear(embedding, net, "time_embed.mlp.0")), net, "time_embed.mlp.2") + linear(c, net, "cond_embed")
+    y = linear(F.silu(linear(embedding, net, "time_embed.mlp.0")), net, "time_embed.mlp.2") + linear(
+        c, net, "cond_embed"
+    )
     h = linear(x, net, "input_proj")
     for i in range(D_HEAD):
         shift, scale, gate = linear(F.silu(y), net, f"res_blocks.{i}.adaLN_modulation.1").chunk(3, dim=-1)
@@ -353,7 +394,9 @@ def test_converted_head_computes_mar_head():
     mar = mar_state_dict()
     transformer, diff_head = impact_models()
     convert_mar_to_impact(mar, transformer, diff_head)
-    head_keys = {key.removeprefix("diffloss.net."): value for key, value in mar.items() if key.startswith("diffloss.net.")}
+    head_keys = {
+        key.removeprefix("diffloss.net."): value for key, value in mar.items() if key.startswith("diffloss.net.")
+    }
     assert diff_head.state_dict().keys() == head_keys.keys()
 
     generator = torch.Generator().manual_seed(6)
@@ -375,7 +418,12 @@ def test_mismatched_depths_and_token_shapes_are_reported():
     # 3 encoder / 1 decoder blocks, head depth 2, tokens of 8 channels (C = 8), 12 tokens (S = 12), 12 text slots
     # (12 + 12 = MAR's 8 + 16 slots: same length, different split).
     transformer, diff_head = impact_models(
-        encoder_layers=3, decoder_layers=1, head_depth=2, latent_channels=8, latent_length=4, latent_width=3,
+        encoder_layers=3,
+        decoder_layers=1,
+        head_depth=2,
+        latent_channels=8,
+        latent_length=4,
+        latent_width=3,
         max_text_length=12,
     )
     before = snapshot(transformer, diff_head)
@@ -383,18 +431,29 @@ def test_mismatched_depths_and_token_shapes_are_reported():
     after = current(transformer, diff_head)
     kept = report.kept_initialised_reasons
 
-    for name in ["transformer.encoder_blocks.1.attn1.to_v.weight", "transformer.decoder_blocks.0.ff.net.2.bias",
-                 "transformer.latent_proj.bias", "transformer.null_condition", "diff_head.input_proj.bias",
-                 "diff_head.res_blocks.1.adaLN_modulation.1.weight", "diff_head.final_layer.adaLN_modulation.1.weight",
-                 "diff_head.cond_embed.weight"]:
+    for name in [
+        "transformer.encoder_blocks.1.attn1.to_v.weight",
+        "transformer.decoder_blocks.0.ff.net.2.bias",
+        "transformer.latent_proj.bias",
+        "transformer.null_condition",
+        "diff_head.input_proj.bias",
+        "diff_head.res_blocks.1.adaLN_modulation.1.weight",
+        "diff_head.final_layer.adaLN_modulation.1.weight",
+        "diff_head.cond_embed.weight",
+    ]:
         assert name in report.copied, name
-    assert torch.equal(after["transformer.encoder_blocks.1.attn1.to_v.weight"], mar["encoder_blocks.1.attn.qkv.weight"][2 * DE :])
+    assert torch.equal(
+        after["transformer.encoder_blocks.1.attn1.to_v.weight"], mar["encoder_blocks.1.attn.qkv.weight"][2 * DE :]
+    )
     assert torch.equal(after["diff_head.res_blocks.1.mlp.0.weight"], mar["diffloss.net.res_blocks.1.mlp.0.weight"])
 
     assert kept["transformer.encoder_blocks.2.attn1.to_q.weight"] == "MAR has only 2 encoder blocks"
     assert "shape (32, 8) ≠ MAR z_proj.weight (32, 16)" in kept["transformer.latent_proj.weight"]
     assert "≠ MAR diffusion_pos_embed_learned" in kept["transformer.diffusion_pos_embed"]
-    assert "16 image tokens after 8 buffer slots; these are a 4×3 audio grid after 12" in kept["transformer.encoder_pos_embed"]
+    assert (
+        "16 image tokens after 8 buffer slots; these are a 4×3 audio grid after 12"
+        in kept["transformer.encoder_pos_embed"]
+    )
     assert "condition slots" in kept["transformer.decoder_pos_embed"]
     assert "≠ MAR diffloss.net.input_proj.weight" in kept["diff_head.input_proj.weight"]
     assert "≠ MAR diffloss.net.final_layer.linear.weight" in kept["diff_head.final_layer.linear.weight"]
@@ -405,8 +464,15 @@ def test_mismatched_depths_and_token_shapes_are_reported():
     assert not set(report.copied) & set(kept)
 
     unused = set(report.unused)
-    assert {"z_proj.weight", "encoder_pos_embed_learned", "decoder_pos_embed_learned", "diffusion_pos_embed_learned",
-            "diffloss.net.input_proj.weight", "diffloss.net.final_layer.linear.weight", "class_emb.weight"} <= unused
+    assert {
+        "z_proj.weight",
+        "encoder_pos_embed_learned",
+        "decoder_pos_embed_learned",
+        "diffusion_pos_embed_learned",
+        "diffloss.net.input_proj.weight",
+        "diffloss.net.final_layer.linear.weight",
+        "class_emb.weight",
+    } <= unused
     assert {key for key in mar if key.startswith("decoder_blocks.1.")} <= unused
     assert {key for key in mar if key.startswith("diffloss.net.res_blocks.2.")} <= unused
     assert not {key for key in mar if key.startswith(("encoder_blocks.", "decoder_blocks.0."))} & unused
@@ -444,13 +510,24 @@ def test_script_converts_a_pipeline_folder(tmp_path, checkpoint, capsys):
     spec = importlib.util.spec_from_file_location("convert_mar_checkpoint", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    script.main(["--mar_checkpoint", str(checkpoint), "--pipeline", str(tmp_path / "pipeline"),
-                 "--output_dir", str(tmp_path / "out"), "--use_model_weights"])
+    script.main(
+        [
+            "--mar_checkpoint",
+            str(checkpoint),
+            "--pipeline",
+            str(tmp_path / "pipeline"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--use_model_weights",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "copied:" in printed and "class_emb.weight" in printed and "12 attention heads" in printed
 
     converted = ImpactPipeline.from_pretrained(tmp_path / "out")
     raw = mar_state_dict(seed=0)  # --use_model_weights: "model", not "model_ema"
-    assert torch.equal(converted.transformer.encoder_blocks[0].attn1.to_k.weight, raw["encoder_blocks.0.attn.qkv.weight"][DE : 2 * DE])
+    assert torch.equal(
+        converted.transformer.encoder_blocks[0].attn1.to_k.weight, raw["encoder_blocks.0.attn.qkv.weight"][DE : 2 * DE]
+    )
     assert torch.equal(converted.diff_head.final_layer.linear.weight, raw["diffloss.net.final_layer.linear.weight"])
     assert torch.equal(converted.transformer.text_proj.weight, transformer.text_proj.weight)  # kept as initialised

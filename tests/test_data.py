@@ -303,7 +303,6 @@ def test_dataset_switches_decoding_audio_off(tmp_path):
         AudioCaptionDataset(datasets.Dataset.from_dict({"wav": [path]}))
 
 
-
 def test_without_captions_every_audio_file_appears_once(tmp_path):
     """Unconditional data: rows repeating a file (one per caption) must not over-sample that file."""
     for name in ("a.wav", "b.wav"):

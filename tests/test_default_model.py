@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from helpers import load_example
 
 from diffusers_impact import ImpactPipeline
@@ -43,13 +42,16 @@ def test_same_seed_same_audio_and_prompts_differ():
     # Its folder says how to generate: a plain call uses 8 iterations and 25 head steps.
     assert pipe.call_defaults["num_inference_steps"] == 8 and pipe.call_defaults["num_diffusion_steps"] == 25
     plain = pipe("a dog barking", generator=torch.Generator().manual_seed(0)).audios[0]
-    explicit = pipe("a dog barking", num_inference_steps=8, num_diffusion_steps=25, generator=torch.Generator().manual_seed(0))
+    explicit = pipe(
+        "a dog barking", num_inference_steps=8, num_diffusion_steps=25, generator=torch.Generator().manual_seed(0)
+    )
     np.testing.assert_array_equal(plain, explicit.audios[0])
     assert dog.shape == (81920,) and np.isfinite(dog).all()
     np.testing.assert_array_equal(dog, generate("a dog barking", 0))
     assert np.abs(dog - generate("a cow mooing", 0)).max() > 0.01
 
 
+@pytest.mark.slow
 def test_text_controls_the_output(tmp_path):
     """examples/evaluate_demo.py at the model's quick recommended setting (8 iterations, 25 head steps, seeds 0–39):
     valid outputs (finite, not silent, all different) and the issue's text-control targets, ≥ 9/10 on training

@@ -2,8 +2,12 @@
 
 import doctest
 import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
 
 MODULES = [
     "diffusers_impact.models.transformer_impact",
@@ -41,3 +45,11 @@ def test_docstring_examples_run(module_name, tmp_path, monkeypatch):
             example.want = "".join(line for line in example.want.splitlines(True) if line.strip() != "```")
         runner.run(test)
     assert runner.failures == 0, f"{runner.failures} docstring example(s) failed in {module_name}"
+
+
+def test_the_code_is_clean_under_the_projects_ruff_configuration():
+    """`ruff check` and `ruff format --check` with `ruff.toml` (diffusers' settings), as a maintainer would run them."""
+    root = Path(__file__).resolve().parent.parent
+    for command in (["check", "."], ["format", "--check", "."]):
+        result = subprocess.run([sys.executable, "-m", "ruff", *command], cwd=root, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -16,6 +16,7 @@ import pytest
 import soundfile
 import torch
 import torch.nn.functional as F
+from helpers import EXAMPLES, Payload, load_example
 from transformers import (
     ClapAudioConfig,
     ClapConfig,
@@ -24,8 +25,6 @@ from transformers import (
     ClapProcessor,
     ClapTextConfig,
 )
-
-from helpers import EXAMPLES, Payload, load_example
 
 from diffusers_impact.evaluation import inception_score, kl_divergence
 from diffusers_impact.evaluators import (
@@ -46,6 +45,7 @@ from diffusers_impact.evaluators import evaluator as evaluator_module
 from diffusers_impact.evaluators.checkpoints import PANNS_CNN14_16K_SHA256, VGGISH_SHA256, VGGISH_URL
 from diffusers_impact.testing_utils import tiny_clap_tokenizer, tiny_impact_pipeline
 
+
 SAMPLING_RATE = 16000
 
 
@@ -59,11 +59,22 @@ def tiny_clap_model(seed: int = 0) -> tuple[ClapModel, ClapProcessor]:
     torch.manual_seed(seed)
     tokenizer = tiny_clap_tokenizer()
     text_config = ClapTextConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1,
-        max_position_embeddings=80, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=1,
+        max_position_embeddings=80,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
     )
     audio_config = ClapAudioConfig(
-        depths=[1, 1], num_attention_heads=[1, 1], patch_embeds_hidden_size=8, hidden_size=16, window_size=4,
+        depths=[1, 1],
+        num_attention_heads=[1, 1],
+        patch_embeds_hidden_size=8,
+        hidden_size=16,
+        window_size=4,
         enable_fusion=True,
     )
     config = ClapConfig(text_config=text_config.to_dict(), audio_config=audio_config.to_dict(), projection_dim=8)
@@ -86,8 +97,13 @@ def checkpoints(tmp_path_factory) -> dict:
     model.save_pretrained(root / "clap")
     processor.save_pretrained(root / "clap")
     panns, vggish = root / "Cnn14_16k_mAP=0.438.pth", root / "vggish-10086976.pth"
-    return {"panns": panns, "panns_sha256": sha256(panns), "vggish": vggish, "vggish_sha256": sha256(vggish),
-            "clap": root / "clap"}
+    return {
+        "panns": panns,
+        "panns_sha256": sha256(panns),
+        "vggish": vggish,
+        "vggish_sha256": sha256(vggish),
+        "clap": root / "clap",
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -102,8 +118,9 @@ def test_panns_mel_filters_equal_librosa():
 def test_panns_power_spectrogram_equals_librosa_stft():
     waveform = sine(440.0, 1.0) + 0.01 * np.random.default_rng(0).standard_normal(16000).astype(np.float32)
     power = PannsSpectrogram()(torch.from_numpy(waveform)[None])[0, 0].double().numpy()
-    stft = librosa.stft(waveform.astype(np.float64), n_fft=512, hop_length=160, window="hann", center=True,
-                        pad_mode="reflect")
+    stft = librosa.stft(
+        waveform.astype(np.float64), n_fft=512, hop_length=160, window="hann", center=True, pad_mode="reflect"
+    )
     expected = (np.abs(stft) ** 2).T  # (frames, bins)
     assert power.shape == expected.shape == (101, 257)
     np.testing.assert_allclose(power, expected, rtol=1e-3, atol=1e-4 * expected.max())
@@ -113,8 +130,17 @@ def test_panns_log_mel_of_a_sine_equals_librosa_power_to_db():
     waveform = sine(1000.0, 1.0) + 0.001 * np.random.default_rng(1).standard_normal(16000).astype(np.float32)
     log_mel = PannsLogMel()(PannsSpectrogram()(torch.from_numpy(waveform)[None]))[0, 0].numpy()
     mel = librosa.feature.melspectrogram(
-        y=waveform.astype(np.float64), sr=16000, n_fft=512, hop_length=160, window="hann", center=True,
-        pad_mode="reflect", power=2.0, n_mels=64, fmin=50, fmax=8000,
+        y=waveform.astype(np.float64),
+        sr=16000,
+        n_fft=512,
+        hop_length=160,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        n_mels=64,
+        fmin=50,
+        fmax=8000,
     )
     expected = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T
     assert log_mel.shape == expected.shape == (101, 64)
@@ -136,8 +162,10 @@ def test_vggish_mel_filters_are_htk_triangles_in_mel():
     bin_mels = librosa.hz_to_mel(np.linspace(0, 8000, 257), htk=True)
     edges = np.linspace(librosa.hz_to_mel(125.0, htk=True), librosa.hz_to_mel(7500.0, htk=True), 66)
     expected = np.stack(
-        [np.maximum(0, np.minimum((bin_mels - lo) / (mid - lo), (hi - bin_mels) / (hi - mid)))
-         for lo, mid, hi in zip(edges[:-2], edges[1:-1], edges[2:])],
+        [
+            np.maximum(0, np.minimum((bin_mels - lo) / (mid - lo), (hi - bin_mels) / (hi - mid)))
+            for lo, mid, hi in zip(edges[:-2], edges[1:-1], edges[2:])
+        ],
         axis=1,
     )
     expected[0] = 0.0
@@ -155,8 +183,9 @@ def test_vggish_log_mel_frames_and_log_offset():
     expected = np.log(magnitude @ vggish_mel_filterbank() + 0.01)
     assert log_mel.shape == (1 + (16000 - 400) // 160, 64) == (98, 64)
     np.testing.assert_allclose(log_mel, expected, rtol=1e-10, atol=1e-10)
-    band_centres = librosa.mel_to_hz(np.linspace(librosa.hz_to_mel(125.0, htk=True),
-                                                 librosa.hz_to_mel(7500.0, htk=True), 66)[1:-1], htk=True)
+    band_centres = librosa.mel_to_hz(
+        np.linspace(librosa.hz_to_mel(125.0, htk=True), librosa.hz_to_mel(7500.0, htk=True), 66)[1:-1], htk=True
+    )
     assert log_mel.mean(axis=0).argmax() == np.abs(band_centres - 1000.0).argmin()
     np.testing.assert_allclose(vggish_log_mel(np.zeros(4000)), np.log(0.01))
 
@@ -178,12 +207,16 @@ def test_vggish_examples_are_non_overlapping_96_frame_patches():
 
 # The released Cnn14_16k_mAP=0.438.pth "model" entry: torchlibrosa front-end, bn0, six conv blocks, fc1, fc_audioset.
 CNN14_BLOCK_KEYS = ["conv1.weight", "conv2.weight"] + [
-    f"{norm}.{name}" for norm in ("bn1", "bn2")
+    f"{norm}.{name}"
+    for norm in ("bn1", "bn2")
     for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 ]
 CNN14_KEYS = (
-    ["spectrogram_extractor.stft.conv_real.weight", "spectrogram_extractor.stft.conv_imag.weight",
-     "logmel_extractor.melW"]
+    [
+        "spectrogram_extractor.stft.conv_real.weight",
+        "spectrogram_extractor.stft.conv_imag.weight",
+        "logmel_extractor.melW",
+    ]
     + [f"bn0.{name}" for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
     + [f"conv_block{block}.{key}" for block in range(1, 7) for key in CNN14_BLOCK_KEYS]
     + ["fc1.weight", "fc1.bias", "fc_audioset.weight", "fc_audioset.bias"]
@@ -191,15 +224,24 @@ CNN14_KEYS = (
 # torchvggish's vggish-10086976.pth: VGG `features` (conv layers at Sequential indices 0, 3, 6, 8, 11, 13) and
 # `embeddings` (Linear layers at 0, 2, 4).
 VGGISH_SHAPES = {
-    "features.0.weight": (64, 1, 3, 3), "features.0.bias": (64,),
-    "features.3.weight": (128, 64, 3, 3), "features.3.bias": (128,),
-    "features.6.weight": (256, 128, 3, 3), "features.6.bias": (256,),
-    "features.8.weight": (256, 256, 3, 3), "features.8.bias": (256,),
-    "features.11.weight": (512, 256, 3, 3), "features.11.bias": (512,),
-    "features.13.weight": (512, 512, 3, 3), "features.13.bias": (512,),
-    "embeddings.0.weight": (4096, 12288), "embeddings.0.bias": (4096,),
-    "embeddings.2.weight": (4096, 4096), "embeddings.2.bias": (4096,),
-    "embeddings.4.weight": (128, 4096), "embeddings.4.bias": (128,),
+    "features.0.weight": (64, 1, 3, 3),
+    "features.0.bias": (64,),
+    "features.3.weight": (128, 64, 3, 3),
+    "features.3.bias": (128,),
+    "features.6.weight": (256, 128, 3, 3),
+    "features.6.bias": (256,),
+    "features.8.weight": (256, 256, 3, 3),
+    "features.8.bias": (256,),
+    "features.11.weight": (512, 256, 3, 3),
+    "features.11.bias": (512,),
+    "features.13.weight": (512, 512, 3, 3),
+    "features.13.bias": (512,),
+    "embeddings.0.weight": (4096, 12288),
+    "embeddings.0.bias": (4096,),
+    "embeddings.2.weight": (4096, 4096),
+    "embeddings.2.bias": (4096,),
+    "embeddings.4.weight": (128, 4096),
+    "embeddings.4.bias": (128,),
 }
 
 
@@ -272,7 +314,9 @@ def test_missing_or_unreachable_checkpoints_name_where_to_get_them(tmp_path, mon
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", unreachable)
-    with pytest.raises(OSError, match=r"Could not download the VGGish checkpoint .*network is unreachable.*Download it"):
+    with pytest.raises(
+        OSError, match=r"Could not download the VGGish checkpoint .*network is unreachable.*Download it"
+    ):
         VGGish.from_pretrained("https://example.com/vggish-10086976.pth")
 
     def no_hub(repo_id, filename):
@@ -297,13 +341,19 @@ def test_hostile_pickles_are_refused_from_every_source_and_never_run(tmp_path, m
     digest = sha256(hostile)
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, destination, progress=True: shutil.copyfile(
-        hostile, destination))
+    monkeypatch.setattr(
+        torch.hub,
+        "download_url_to_file",
+        lambda url, destination, progress=True: shutil.copyfile(hostile, destination),
+    )
     monkeypatch.setattr("huggingface_hub.hf_hub_download", lambda repo_id, filename: str(hostile))
     for source in [hostile, "https://example.com/Cnn14_16k_mAP%3D0.438.pth", "hf://someone/panns/Cnn14.pth"]:
         # Not the official file: refused before it is read.
-        with pytest.raises(ValueError, match=f"is not the official file: its SHA-256 is {digest}, the official "
-                                             f"file's is {PANNS_CNN14_16K_SHA256}"):
+        with pytest.raises(
+            ValueError,
+            match=f"is not the official file: its SHA-256 is {digest}, the official "
+            f"file's is {PANNS_CNN14_16K_SHA256}",
+        ):
             Cnn14.from_pretrained(source)
         # Its own hash passed: read with weights_only, which refuses the payload.
         with pytest.raises(pickle.UnpicklingError, match="not unpickled because unpickling can run arbitrary code"):
@@ -359,8 +409,11 @@ def test_downloads_are_cached_by_sha256_not_by_file_name(tmp_path, monkeypatch):
     torch.save({"weight": torch.full((2,), 1.0)}, tmp_path / "a.pth")
     torch.save({"weight": torch.full((2,), 2.0)}, tmp_path / "b.pth")
     hashes = {name: sha256(tmp_path / f"{name}.pth") for name in "ab"}
-    served = {"https://a.example/model.pth": tmp_path / "a.pth", "https://b.example/model.pth": tmp_path / "b.pth",
-              "https://mirror.example/copy.pth": tmp_path / "a.pth"}  # two files with one name, one file at two URLs
+    served = {
+        "https://a.example/model.pth": tmp_path / "a.pth",
+        "https://b.example/model.pth": tmp_path / "b.pth",
+        "https://mirror.example/copy.pth": tmp_path / "a.pth",
+    }  # two files with one name, one file at two URLs
     downloads = []
 
     def download(url, destination, progress=True):
@@ -386,8 +439,10 @@ def test_downloads_are_cached_by_sha256_not_by_file_name(tmp_path, monkeypatch):
     assert sorted(path.name for path in (cache / "sha256").iterdir()) == sorted(hashes.values())
 
     requests = []
-    monkeypatch.setattr("huggingface_hub.hf_hub_download",
-                        lambda repo_id, filename: requests.append((repo_id, filename)) or str(tmp_path / "b.pth"))
+    monkeypatch.setattr(
+        "huggingface_hub.hf_hub_download",
+        lambda repo_id, filename: requests.append((repo_id, filename)) or str(tmp_path / "b.pth"),
+    )
     assert load_checkpoint("hf://owner/repo/sub/dir/file.pth", "demo", "u", hashes["b"])["weight"][0] == 2
     assert requests == [("owner/repo", "sub/dir/file.pth")]
 
@@ -483,9 +538,11 @@ def test_evaluator_computes_table_1_columns_from_paired_features(tmp_path, monke
     write_clips(tmp_path / "generated", ["x", "y", "z"], seconds=1.5, seed=1)
     write_clips(tmp_path / "reference", ["x", "y", "z"], seconds=3.0, sampling_rate=32000, seed=2)
     model, processor = tiny_clap_model()
-    evaluator = AudioEvaluator(Cnn14.from_pretrained(checkpoints["panns"], sha256=checkpoints["panns_sha256"]),
-                               VGGish.from_pretrained(checkpoints["vggish"], sha256=checkpoints["vggish_sha256"]),
-                               clap=ClapScorer(model, processor, batch_size=2))
+    evaluator = AudioEvaluator(
+        Cnn14.from_pretrained(checkpoints["panns"], sha256=checkpoints["panns_sha256"]),
+        VGGish.from_pretrained(checkpoints["vggish"], sha256=checkpoints["vggish_sha256"]),
+        clap=ClapScorer(model, processor, batch_size=2),
+    )
     captions = {"x": "a dog bark", "y": "rain", "z": "a cat meow"}
     generated = evaluator.extract_features(tmp_path / "generated", captions=captions, progress=False)
     reference = evaluator.extract_features(tmp_path / "reference", progress=False)
@@ -496,28 +553,40 @@ def test_evaluator_computes_table_1_columns_from_paired_features(tmp_path, monke
 
     # Fréchet distances are checked in the end-to-end test (2048-d sqrtm is slow); here, which features they get.
     calls = []
-    monkeypatch.setattr(evaluator_module, "frechet_distance_from_features",
-                        lambda first, second: calls.append((first, second)) or float(len(calls)))
+    monkeypatch.setattr(
+        evaluator_module,
+        "frechet_distance_from_features",
+        lambda first, second: calls.append((first, second)) or float(len(calls)),
+    )
     metrics = evaluator.evaluate(tmp_path / "generated", tmp_path / "reference", captions=captions, progress=False)
     np.testing.assert_array_equal(calls[0][0], generated["panns_embeddings"])
     np.testing.assert_array_equal(calls[0][1], reference["panns_embeddings"])
     np.testing.assert_array_equal(calls[1][0], generated["vggish_embeddings"])
     np.testing.assert_array_equal(calls[1][1], reference["vggish_embeddings"])
-    expected_kl = kl_divergence(dict(zip("xyz", reference["panns_logits"])), dict(zip("xyz", generated["panns_logits"])))
+    expected_kl = kl_divergence(
+        dict(zip("xyz", reference["panns_logits"])), dict(zip("xyz", generated["panns_logits"]))
+    )
     expected_is = inception_score(generated["panns_logits"], splits=3)
     clap = ClapScorer(model, processor).similarities(
         [soundfile.read(tmp_path / "generated" / f"{name}.wav")[0] for name in "xyz"], list(captions.values()), 16000
     )
     assert metrics == {
-        "FD": 1.0, "FAD": 2.0, "KL": pytest.approx(expected_kl), "IS": pytest.approx(expected_is[0]),
-        "IS_std": pytest.approx(expected_is[1]), "CLAP": pytest.approx(clap.mean(), abs=1e-6), "num_clips": 3,
+        "FD": 1.0,
+        "FAD": 2.0,
+        "KL": pytest.approx(expected_kl),
+        "IS": pytest.approx(expected_is[0]),
+        "IS_std": pytest.approx(expected_is[1]),
+        "CLAP": pytest.approx(clap.mean(), abs=1e-6),
+        "num_clips": 3,
     }
 
     write_clips(tmp_path / "other", ["x", "y", "w"])
     with pytest.raises(ValueError, match=r"Only generated: z\. Only reference: w\."):
         evaluator.evaluate(tmp_path / "generated", tmp_path / "other", progress=False)
     with pytest.raises(ValueError, match=r"No caption for clip\(s\) z"):
-        evaluator.evaluate(tmp_path / "generated", tmp_path / "reference", captions={"x": "a", "y": "b"}, progress=False)
+        evaluator.evaluate(
+            tmp_path / "generated", tmp_path / "reference", captions={"x": "a", "y": "b"}, progress=False
+        )
     with pytest.raises(ValueError, match="no CLAP scorer"):
         AudioEvaluator(evaluator.panns, evaluator.vggish).evaluate(
             tmp_path / "generated", tmp_path / "reference", captions=captions, progress=False
@@ -533,6 +602,7 @@ def run_script(*arguments) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
 
 
+@pytest.mark.slow
 def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_path, checkpoints):
     tiny_impact_pipeline().save_pretrained(tmp_path / "pipeline")
     ids = ["clip-a", "clip_b", "clip3", "d"]
@@ -540,8 +610,18 @@ def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_pat
     rows = [f"{clip_id},{caption}" for clip_id, caption in zip(ids, captions)] + ["clip_b,a second caption"]
     (tmp_path / "captions.csv").write_text("id,caption\n" + "\n".join(rows) + "\n")
     generated = tmp_path / "generated"
-    common = ["--pipeline", tmp_path / "pipeline", "--output_dir", generated, "--num_inference_steps", 4,
-              "--num_diffusion_steps", 5, "--device", "cpu"]
+    common = [
+        "--pipeline",
+        tmp_path / "pipeline",
+        "--output_dir",
+        generated,
+        "--num_inference_steps",
+        4,
+        "--num_diffusion_steps",
+        5,
+        "--device",
+        "cpu",
+    ]
 
     result = run_script("--captions", tmp_path / "captions.csv", "--batch_size", 3, *common)
     assert result.returncode == 0, result.stderr
@@ -559,7 +639,9 @@ def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_pat
     modified = {clip_id: (generated / f"{clip_id}.wav").stat().st_mtime_ns for clip_id in ids}
     (generated / "clip3.wav").unlink()
     (generated / ".clip3.wav.tmp").write_bytes(b"partial")
-    load_example("evaluate").main(["--captions", str(tmp_path / "captions.csv"), "--batch_size", "2", *map(str, common)])
+    load_example("evaluate").main(
+        ["--captions", str(tmp_path / "captions.csv"), "--batch_size", "2", *map(str, common)]
+    )
     assert sorted(path.name for path in generated.iterdir()) == sorted(f"{clip_id}.wav" for clip_id in ids)
     for clip_id in ["clip-a", "clip_b", "d"]:
         assert (generated / f"{clip_id}.wav").stat().st_mtime_ns == modified[clip_id]
@@ -582,9 +664,21 @@ def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_pat
     dataset.save_to_disk(tmp_path / "dataset")
     reference = tmp_path / "reference"
     result = run_script(
-        "--captions", tmp_path / "dataset", "--reference_dir", reference, "--panns_checkpoint", checkpoints["panns"],
-        "--vggish_checkpoint", checkpoints["vggish"], "--clap_model", checkpoints["clap"], *common,
-        "--panns_sha256", checkpoints["panns_sha256"], "--vggish_sha256", checkpoints["vggish_sha256"],
+        "--captions",
+        tmp_path / "dataset",
+        "--reference_dir",
+        reference,
+        "--panns_checkpoint",
+        checkpoints["panns"],
+        "--vggish_checkpoint",
+        checkpoints["vggish"],
+        "--clap_model",
+        checkpoints["clap"],
+        *common,
+        "--panns_sha256",
+        checkpoints["panns_sha256"],
+        "--vggish_sha256",
+        checkpoints["vggish_sha256"],
     )
     assert result.returncode == 0, result.stderr
     assert "4 of 4 clips already" in result.stdout
@@ -598,15 +692,23 @@ def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_pat
     assert metrics["FD"] > -1e-6 and metrics["FAD"] > -1e-6 and metrics["IS"] >= 1.0 - 1e-9
 
     # The same numbers in-process, from the features of the same networks (FD aside: its 2048-d sqrtm is slow).
-    model, processor = (ClapModel.from_pretrained(checkpoints["clap"]), ClapProcessor.from_pretrained(checkpoints["clap"]))
-    evaluator = AudioEvaluator(Cnn14.from_pretrained(checkpoints["panns"], sha256=checkpoints["panns_sha256"]),
-                               VGGish.from_pretrained(checkpoints["vggish"], sha256=checkpoints["vggish_sha256"]),
-                               clap=ClapScorer(model.eval(), processor))
+    model, processor = (
+        ClapModel.from_pretrained(checkpoints["clap"]),
+        ClapProcessor.from_pretrained(checkpoints["clap"]),
+    )
+    evaluator = AudioEvaluator(
+        Cnn14.from_pretrained(checkpoints["panns"], sha256=checkpoints["panns_sha256"]),
+        VGGish.from_pretrained(checkpoints["vggish"], sha256=checkpoints["vggish_sha256"]),
+        clap=ClapScorer(model.eval(), processor),
+    )
     ours = evaluator.extract_features(generated, captions=dict(zip(ids, captions)), progress=False)
     theirs = evaluator.extract_features(reference, progress=False)
     assert metrics["KL"] == pytest.approx(
-        kl_divergence(dict(zip(theirs["names"], theirs["panns_logits"])), dict(zip(ours["names"], ours["panns_logits"]))),
-        rel=1e-4, abs=1e-6,
+        kl_divergence(
+            dict(zip(theirs["names"], theirs["panns_logits"])), dict(zip(ours["names"], ours["panns_logits"]))
+        ),
+        rel=1e-4,
+        abs=1e-6,
     )
     assert metrics["IS"] == pytest.approx(inception_score(ours["panns_logits"], splits=4)[0], rel=1e-5)
     assert metrics["CLAP"] == pytest.approx(float(ours["clap_similarities"].mean()), abs=1e-5)
@@ -617,9 +719,20 @@ def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_pat
 def test_evaluate_script_fails_before_generating_when_a_checkpoint_is_missing(tmp_path):
     (tmp_path / "captions.json").write_text(json.dumps({"data": [{"id": "a", "caption": "a dog bark"}]}))
     (tmp_path / "reference").mkdir()
-    arguments = ["--pipeline", str(tmp_path / "no-pipeline-needed"), "--captions", str(tmp_path / "captions.json"),
-                 "--output_dir", str(tmp_path / "generated"), "--reference_dir", str(tmp_path / "reference"),
-                 "--panns_checkpoint", str(tmp_path / "Cnn14_16k_mAP=0.438.pth"), "--device", "cpu"]
+    arguments = [
+        "--pipeline",
+        str(tmp_path / "no-pipeline-needed"),
+        "--captions",
+        str(tmp_path / "captions.json"),
+        "--output_dir",
+        str(tmp_path / "generated"),
+        "--reference_dir",
+        str(tmp_path / "reference"),
+        "--panns_checkpoint",
+        str(tmp_path / "Cnn14_16k_mAP=0.438.pth"),
+        "--device",
+        "cpu",
+    ]
     with pytest.raises(FileNotFoundError, match=r"zenodo\.org/record/3987831"):
         load_example("evaluate").main(arguments)
     torch.save({"model": {}}, tmp_path / "Cnn14_16k_mAP=0.438.pth")  # not the official file, and no --panns_sha256
@@ -627,10 +740,28 @@ def test_evaluate_script_fails_before_generating_when_a_checkpoint_is_missing(tm
         load_example("evaluate").main(arguments)
     assert list((tmp_path / "generated").iterdir()) == []
     (tmp_path / "bad.csv").write_text("youtube_id,text\nabc,a dog\n")
-    with pytest.raises(ValueError, match=r"no column\(s\) \['id', 'caption'\]; its columns are \['text', 'youtube_id'\]"):
-        load_example("evaluate").main(["--pipeline", "unused", "--captions", str(tmp_path / "bad.csv"), "--output_dir",
-                             str(tmp_path / "generated")])
+    with pytest.raises(
+        ValueError, match=r"no column\(s\) \['id', 'caption'\]; its columns are \['text', 'youtube_id'\]"
+    ):
+        load_example("evaluate").main(
+            [
+                "--pipeline",
+                "unused",
+                "--captions",
+                str(tmp_path / "bad.csv"),
+                "--output_dir",
+                str(tmp_path / "generated"),
+            ]
+        )
     (tmp_path / "slash.jsonl").write_text(json.dumps({"id": "a/b", "caption": "x"}) + "\n")
     with pytest.raises(ValueError, match="cannot be a file name"):
-        load_example("evaluate").main(["--pipeline", "unused", "--captions", str(tmp_path / "slash.jsonl"), "--output_dir",
-                             str(tmp_path / "generated")])
+        load_example("evaluate").main(
+            [
+                "--pipeline",
+                "unused",
+                "--captions",
+                str(tmp_path / "slash.jsonl"),
+                "--output_dir",
+                str(tmp_path / "generated"),
+            ]
+        )

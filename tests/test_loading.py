@@ -15,17 +15,10 @@ import torch
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.diffusers_registration import LOADER_CODE, LOADER_FILE
 from diffusers_impact.pipelines import pipeline_impact
-from diffusers_impact.testing_utils import tiny_impact_pipeline
 
-CALL = dict(num_inference_steps=3, num_diffusion_steps=5, guidance_scale=3.0)
+
+CALL = {"num_inference_steps": 3, "num_diffusion_steps": 5, "guidance_scale": 3.0}
 REPO_ID = "someuser/impact-tiny"
-
-
-@pytest.fixture
-def pipe():
-    pipeline = tiny_impact_pipeline()
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
 
 
 def generate(pipeline):
@@ -43,7 +36,9 @@ def offline_hub_cache(pipeline, home):
     (repo_folder / "refs").mkdir()
     (repo_folder / "refs" / "main").write_text(commit)
     files = [path for path in snapshot.rglob("*") if path.is_file()]
-    entries = {str(path.relative_to(snapshot)): TreeCacheEntry(size=path.stat().st_size, blob_id="0" * 40) for path in files}
+    entries = {
+        str(path.relative_to(snapshot)): TreeCacheEntry(size=path.stat().st_size, blob_id="0" * 40) for path in files
+    }
     write_tree_cache(str(repo_folder), commit, entries)
     return snapshot
 
@@ -54,7 +49,9 @@ def run_fresh_process(script: str, tmp_path, offline: bool = False) -> subproces
     env.pop("HF_HUB_CACHE", None)
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 GENERIC_LOAD = """

@@ -6,25 +6,26 @@ import torch
 from diffusers_impact import ImpactDiffHead, ImpactTransformer
 from diffusers_impact.configs import IMPACT_TRANSFORMER_CONFIGS
 
+
 TEXT_DIM, POOLED_DIM, MAX_TEXT = 12, 6, 20
 
 
 def small_transformer(pooled=True, **overrides) -> ImpactTransformer:
     torch.manual_seed(0)
-    config = dict(
-        latent_channels=8,
-        latent_length=16,
-        latent_width=8,
-        patch_size=4,
-        hidden_size=32,
-        num_encoder_layers=2,
-        num_decoder_layers=2,
-        num_attention_heads=4,
-        text_embed_dim=TEXT_DIM,
-        max_text_length=MAX_TEXT,
-        pooled_text_embed_dim=POOLED_DIM if pooled else None,
-        dropout=0.0,
-    )
+    config = {
+        "latent_channels": 8,
+        "latent_length": 16,
+        "latent_width": 8,
+        "patch_size": 4,
+        "hidden_size": 32,
+        "num_encoder_layers": 2,
+        "num_decoder_layers": 2,
+        "num_attention_heads": 4,
+        "text_embed_dim": TEXT_DIM,
+        "max_text_length": MAX_TEXT,
+        "pooled_text_embed_dim": POOLED_DIM if pooled else None,
+        "dropout": 0.0,
+    }
     config.update(overrides)
     return ImpactTransformer(**config).eval()
 
@@ -219,7 +220,10 @@ def test_save_and_load_round_trip(tmp_path):
     with torch.no_grad():
         # Equal weights, but the loaded tensors sit at other memory addresses, where the CPU kernels may round differently.
         torch.testing.assert_close(
-            loaded(tokens, mask, **condition(1, 3)).sample, model(tokens, mask, **condition(1, 3)).sample, rtol=1e-5, atol=1e-5
+            loaded(tokens, mask, **condition(1, 3)).sample,
+            model(tokens, mask, **condition(1, 3)).sample,
+            rtol=1e-5,
+            atol=1e-5,
         )
     torch.manual_seed(0)
     x, t, c = torch.randn(5, 128), torch.randint(0, 1000, (5,)), torch.randn(5, 32)
@@ -236,17 +240,28 @@ def test_fresh_head_outputs_exactly_zero():
     output = head(torch.randn(7, 16), torch.randint(0, 1000, (7,)), torch.randn(7, 24)).sample
     assert output.shape == (7, 32)  # ε and the learned-range value v
     assert torch.equal(output, torch.zeros_like(output))
-    assert ImpactDiffHead(in_channels=16, learn_sigma=False, model_channels=8, condition_channels=4).final_layer.linear.out_features == 16
+    assert (
+        ImpactDiffHead(
+            in_channels=16, learn_sigma=False, model_channels=8, condition_channels=4
+        ).final_layer.linear.out_features
+        == 16
+    )
 
 
 def test_head_state_dict_uses_mar_diffloss_names():
     """MAR's `diffloss.net.*` keys convert by stripping the prefix (mar.md §3)."""
     head = ImpactDiffHead(in_channels=16, model_channels=32, condition_channels=24, num_res_blocks=2)
     expected = {
-        "time_embed.mlp.0.weight": (32, 256), "time_embed.mlp.2.weight": (32, 32), "cond_embed.weight": (32, 24),
-        "input_proj.weight": (32, 16), "res_blocks.1.in_ln.weight": (32,), "res_blocks.1.mlp.0.weight": (32, 32),
-        "res_blocks.1.mlp.2.weight": (32, 32), "res_blocks.1.adaLN_modulation.1.weight": (96, 32),
-        "final_layer.linear.weight": (32, 32), "final_layer.adaLN_modulation.1.weight": (64, 32),
+        "time_embed.mlp.0.weight": (32, 256),
+        "time_embed.mlp.2.weight": (32, 32),
+        "cond_embed.weight": (32, 24),
+        "input_proj.weight": (32, 16),
+        "res_blocks.1.in_ln.weight": (32,),
+        "res_blocks.1.mlp.0.weight": (32, 32),
+        "res_blocks.1.mlp.2.weight": (32, 32),
+        "res_blocks.1.adaLN_modulation.1.weight": (96, 32),
+        "final_layer.linear.weight": (32, 32),
+        "final_layer.adaLN_modulation.1.weight": (64, 32),
     }
     shapes = {name: tuple(value.shape) for name, value in head.state_dict().items()}
     for name, shape in expected.items():
@@ -299,7 +314,9 @@ def test_left_padding_values_do_not_change_the_output():
     text, attention_mask = torch.randn(2, 3, TEXT_DIM), torch.tensor([[0, 0, 1, 1, 1]] * 2)
     with torch.no_grad():
         outputs = [
-            model(tokens, mask, encoder_hidden_states=torch.cat([pad, text], 1), encoder_attention_mask=attention_mask).sample
+            model(
+                tokens, mask, encoder_hidden_states=torch.cat([pad, text], 1), encoder_attention_mask=attention_mask
+            ).sample
             for pad in (torch.zeros(2, 2, TEXT_DIM), torch.randn(2, 2, TEXT_DIM) * 50)
         ]
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-5)

@@ -2,11 +2,6 @@
 
 import inspect
 import json
-import os
-import shutil
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -18,14 +13,8 @@ from diffusers_impact import ImpactDiffHead, ImpactPipeline, ImpactTransformer
 from diffusers_impact.configs import AUDIOLDM_VAE_CONFIG, AUDIOLDM_VOCODER_CONFIG
 from diffusers_impact.testing_utils import tiny_impact_components, tiny_impact_pipeline
 
+
 NUM_SAMPLES = 1024  # tiny pipeline: 16 latent frames × 4 mel frames × 16 samples = 0.64 s at 1600 Hz
-
-
-@pytest.fixture
-def pipe():
-    pipeline = tiny_impact_pipeline()
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
 
 
 def inputs(seed=0, **overrides):
@@ -131,7 +120,9 @@ def test_guidance_batches_cond_and_uncond_and_guidance_one_halves_the_work(pipe)
     for guidance, copies in ((3.0, 2), (1.0, 1)):
         transformer_rows, transformer_hook = _count_rows(pipe.transformer)
         head_rows, head_hook = _count_rows(pipe.diff_head)
-        pipe(**inputs(prompt=["a dog", "a cat"], guidance_scale=guidance, num_inference_steps=4, num_diffusion_steps=5))
+        pipe(
+            **inputs(prompt=["a dog", "a cat"], guidance_scale=guidance, num_inference_steps=4, num_diffusion_steps=5)
+        )
         transformer_hook.remove()
         head_hook.remove()
         # One transformer forward per iteration with cond and uncond rows together.
@@ -234,7 +225,10 @@ def test_a_transformer_with_pooled_condition_needs_the_clap_encoder(pipe):
         pipe(**inputs())
     with pytest.raises(ValueError, match="clap_text_encoder"):
         pipe(**inputs(prompt=None, prompt_embeds=embeds[0], pooled_prompt_embeds=embeds[2], negative_prompt="rain"))
-    assert pipe(**inputs(prompt=None, prompt_embeds=embeds[0], pooled_prompt_embeds=embeds[2])).audios.shape == (1, NUM_SAMPLES)
+    assert pipe(**inputs(prompt=None, prompt_embeds=embeds[0], pooled_prompt_embeds=embeds[2])).audios.shape == (
+        1,
+        NUM_SAMPLES,
+    )
 
 
 # -------------------------------------------------------------------------------------------- dtypes, offload, misc
@@ -245,7 +239,9 @@ def test_dtype_round_trip_saves_and_loads_in_the_requested_dtype(pipe, tmp_path)
     pipe.save_pretrained(tmp_path)
     loaded = ImpactPipeline.from_pretrained(tmp_path, dtype=torch.bfloat16)
     loaded.set_progress_bar_config(disable=True)
-    models = {name: component for name, component in loaded.components.items() if isinstance(component, torch.nn.Module)}
+    models = {
+        name: component for name, component in loaded.components.items() if isinstance(component, torch.nn.Module)
+    }
     assert {name: model.dtype for name, model in models.items()} == dict.fromkeys(models, torch.bfloat16)
     np.testing.assert_allclose(loaded(**inputs()).audios, pipe(**inputs()).audios, rtol=1e-2, atol=1e-2)
 
@@ -321,13 +317,30 @@ def test_model_cpu_offload_runs_keeps_the_decoding_models_on_the_device_and_give
 
 def test_call_signature_follows_diffusers_conventions():
     parameters = inspect.signature(ImpactPipeline.__call__).parameters
-    for name in ("prompt", "negative_prompt", "audio_length_in_s", "num_inference_steps", "guidance_scale",
-                 "num_waveforms_per_prompt", "generator", "latents", "prompt_embeds", "negative_prompt_embeds",
-                 "output_type", "return_dict", "callback_on_step_end", "callback_on_step_end_tensor_inputs"):
+    for name in (
+        "prompt",
+        "negative_prompt",
+        "audio_length_in_s",
+        "num_inference_steps",
+        "guidance_scale",
+        "num_waveforms_per_prompt",
+        "generator",
+        "latents",
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "output_type",
+        "return_dict",
+        "callback_on_step_end",
+        "callback_on_step_end_tensor_inputs",
+    ):
         assert name in parameters
     # Not passed: the model's recommended settings (below), else the paper-like defaults.
     assert parameters["num_inference_steps"].default is None and parameters["guidance_scale"].default is None
-    assert tiny_impact_pipeline().call_defaults == {"num_inference_steps": 32, "num_diffusion_steps": 100, "guidance_scale": 5.0}
+    assert tiny_impact_pipeline().call_defaults == {
+        "num_inference_steps": 32,
+        "num_diffusion_steps": 100,
+        "guidance_scale": 5.0,
+    }
 
 
 def test_a_models_recommended_call_settings_are_used_unless_a_call_overrides_them(pipe, tmp_path):
@@ -339,7 +352,9 @@ def test_a_models_recommended_call_settings_are_used_unless_a_call_overrides_the
     assert head_calls_per_iteration(pipe, num_inference_steps=3, num_diffusion_steps=None)[0] == [4, 3, 2]
     # Kept in model_index.json: a reloaded pipeline generates the same way.
     pipe.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "model_index.json").read_text())["recommended_call_settings"]["num_diffusion_steps"] == [4, 2]
+    assert json.loads((tmp_path / "model_index.json").read_text())["recommended_call_settings"][
+        "num_diffusion_steps"
+    ] == [4, 2]
     loaded = ImpactPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert head_calls_per_iteration(loaded, num_inference_steps=None, num_diffusion_steps=None)[0] == [4, 2]
@@ -366,7 +381,9 @@ def test_given_latents_are_the_head_starting_noise(pipe):
 def test_head_scheduler_can_be_swapped_for_a_diffusers_scheduler(pipe):
     reference = pipe(**inputs(output_type="latent")).audios
     pipe.head_scheduler = DDIMScheduler.from_config(pipe.head_scheduler.config)
-    assert pipe.head_scheduler.config.beta_schedule == "squaredcos_cap_v2" and not pipe.head_scheduler.config.clip_sample
+    assert (
+        pipe.head_scheduler.config.beta_schedule == "squaredcos_cap_v2" and not pipe.head_scheduler.config.clip_sample
+    )
     ddim = pipe(**inputs(output_type="latent")).audios
     assert torch.isfinite(ddim).all() and (ddim - reference).abs().max() > 1e-4
     # DDIM with eta = 0 is deterministic: the same decoding orders and head noise give the same tokens.
@@ -388,10 +405,14 @@ def bert_components(pooled_text_embed_dim=None) -> dict:
     components = tiny_impact_components(with_clap=False)
     components["tokenizer"] = BertTokenizer(vocab={w: i for i, w in enumerate(words)})
     components["text_encoder"] = BertModel(
-        BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+        BertConfig(
+            vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
     ).eval()
     config = dict(components["transformer"].config)
-    components["transformer"] = ImpactTransformer.from_config(config, pooled_text_embed_dim=pooled_text_embed_dim).eval()
+    components["transformer"] = ImpactTransformer.from_config(
+        config, pooled_text_embed_dim=pooled_text_embed_dim
+    ).eval()
     return components
 
 
@@ -416,10 +437,19 @@ def test_pooled_condition_from_the_text_encoder_is_its_unit_norm_mean_over_real_
         expected = states.mean(0) / states.mean(0).norm()
         torch.testing.assert_close(row.double(), expected, rtol=1e-5, atol=1e-6)
     # The pooled embedding reaches the transformer: changing it changes the output.
-    embeds, mask, pooled, *_ = pipe.encode_prompt("a dog barking", torch.device("cpu"), do_classifier_free_guidance=False)
+    embeds, mask, pooled, *_ = pipe.encode_prompt(
+        "a dog barking", torch.device("cpu"), do_classifier_free_guidance=False
+    )
     outputs = [
-        pipe(**inputs(prompt=None, prompt_embeds=embeds, prompt_attention_mask=mask, pooled_prompt_embeds=p,
-                      output_type="latent")).audios
+        pipe(
+            **inputs(
+                prompt=None,
+                prompt_embeds=embeds,
+                prompt_attention_mask=mask,
+                pooled_prompt_embeds=p,
+                output_type="latent",
+            )
+        ).audios
         for p in (pooled, -pooled)
     ]
     assert (outputs[0] - outputs[1]).abs().max() > 1e-3
@@ -498,32 +528,56 @@ def test_bad_input_raises_a_value_error_naming_the_argument(pipe, overrides, arg
         ({"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 7)}, "pooled_prompt_embeds"),
         ({"prompt_embeds": torch.zeros(2, 4, 16)}, "pooled_prompt_embeds"),
         (
-            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8),
-             "prompt_attention_mask": torch.ones(2, 5)},
+            {
+                "prompt_embeds": torch.zeros(2, 4, 16),
+                "pooled_prompt_embeds": torch.zeros(2, 8),
+                "prompt_attention_mask": torch.ones(2, 5),
+            },
             "prompt_attention_mask",
         ),
         (
-            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8),
-             "negative_prompt_embeds": torch.zeros(3, 4, 16), "negative_pooled_prompt_embeds": torch.zeros(3, 8)},
+            {
+                "prompt_embeds": torch.zeros(2, 4, 16),
+                "pooled_prompt_embeds": torch.zeros(2, 8),
+                "negative_prompt_embeds": torch.zeros(3, 4, 16),
+                "negative_pooled_prompt_embeds": torch.zeros(3, 8),
+            },
             "negative_prompt_embeds",
         ),
         (
-            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8),
-             "negative_prompt_embeds": torch.zeros(2, 4, 16)},
+            {
+                "prompt_embeds": torch.zeros(2, 4, 16),
+                "pooled_prompt_embeds": torch.zeros(2, 8),
+                "negative_prompt_embeds": torch.zeros(2, 4, 16),
+            },
             "negative_pooled_prompt_embeds",
         ),
         (
-            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8), "negative_prompt": "x",
-             "negative_prompt_embeds": torch.zeros(2, 4, 16), "negative_pooled_prompt_embeds": torch.zeros(2, 8)},
+            {
+                "prompt_embeds": torch.zeros(2, 4, 16),
+                "pooled_prompt_embeds": torch.zeros(2, 8),
+                "negative_prompt": "x",
+                "negative_prompt_embeds": torch.zeros(2, 4, 16),
+                "negative_pooled_prompt_embeds": torch.zeros(2, 8),
+            },
             "negative_prompt",
         ),
-        ({"prompt_embeds": torch.full((2, 4, 16), float("nan")), "pooled_prompt_embeds": torch.zeros(2, 8)}, "prompt_embeds"),
-        ({"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.full((2, 8), float("inf"))},
-         "pooled_prompt_embeds"),
+        (
+            {"prompt_embeds": torch.full((2, 4, 16), float("nan")), "pooled_prompt_embeds": torch.zeros(2, 8)},
+            "prompt_embeds",
+        ),
+        (
+            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.full((2, 8), float("inf"))},
+            "pooled_prompt_embeds",
+        ),
         ({"prompt_embeds": np.zeros((2, 4, 16)), "pooled_prompt_embeds": torch.zeros(2, 8)}, "prompt_embeds"),
         (
-            {"prompt_embeds": torch.zeros(2, 4, 16), "pooled_prompt_embeds": torch.zeros(2, 8),
-             "negative_prompt_embeds": torch.full((2, 4, 16), float("nan")), "negative_pooled_prompt_embeds": torch.zeros(2, 8)},
+            {
+                "prompt_embeds": torch.zeros(2, 4, 16),
+                "pooled_prompt_embeds": torch.zeros(2, 8),
+                "negative_prompt_embeds": torch.full((2, 4, 16), float("nan")),
+                "negative_pooled_prompt_embeds": torch.zeros(2, 8),
+            },
             "negative_prompt_embeds",
         ),
     ],
@@ -542,10 +596,17 @@ def test_real_size_audioldm_vae_and_vocoder_give_163840_samples_for_10_24_s():
     components["vocoder"] = SpeechT5HifiGan(SpeechT5HifiGanConfig(**AUDIOLDM_VOCODER_CONFIG)).eval()
     # A narrow transformer over the real token grid: (8, 256, 16) latents, patch 4 → 256 tokens of 128 values.
     components["transformer"] = ImpactTransformer(
-        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2, text_embed_dim=16,
-        max_text_length=24, pooled_text_embed_dim=8,
+        hidden_size=32,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        num_attention_heads=2,
+        text_embed_dim=16,
+        max_text_length=24,
+        pooled_text_embed_dim=8,
     ).eval()
-    components["diff_head"] = ImpactDiffHead(in_channels=128, model_channels=32, condition_channels=32, num_res_blocks=1)
+    components["diff_head"] = ImpactDiffHead(
+        in_channels=128, model_channels=32, condition_channels=32, num_res_blocks=1
+    )
     pipe = ImpactPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
     assert pipe.transformer.num_tokens == 256

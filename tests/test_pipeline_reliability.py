@@ -7,10 +7,8 @@ import threading
 import numpy as np
 import pytest
 import torch
-
 from test_pipeline import assert_same_model_output
 from test_pipeline import inputs as audio_inputs
-from test_pipeline import pipe  # noqa: F401  (the tiny pipeline fixture)
 
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.testing_utils import tiny_impact_pipeline
@@ -106,7 +104,11 @@ def test_concurrent_calls_equal_their_sequential_counterparts_bit_for_bit(pipe):
         thread.join()
     for (expected_audio, expected_seen), (audio, seen), setting in zip(sequential, results, settings):
         assert torch.equal(audio, expected_audio), setting
-        assert seen == expected_seen == [(setting["guidance_scale"], setting["num_inference_steps"])] * setting["num_inference_steps"]
+        assert (
+            seen
+            == expected_seen
+            == [(setting["guidance_scale"], setting["num_inference_steps"])] * setting["num_inference_steps"]
+        )
 
 
 # ------------------------------------------------------------------------------------------------ loading messages
@@ -154,7 +156,7 @@ def test_a_valid_folder_and_the_default_model_load(saved_folder):
 
 
 # ------------------------------------------------------------------------------------------- text-only pipelines
-TEXT_ONLY = {name: None for name in ("transformer", "diff_head", "scheduler", "head_scheduler", "vae", "vocoder")}
+TEXT_ONLY = dict.fromkeys(("transformer", "diff_head", "scheduler", "head_scheduler", "vae", "vocoder"))
 
 
 def test_a_pipeline_of_text_components_alone_encodes_prompts_as_the_full_one_does(pipe, tmp_path):
@@ -173,9 +175,19 @@ def test_a_pipeline_of_text_components_alone_encodes_prompts_as_the_full_one_doe
     pipe.save_pretrained(tmp_path / "pipeline")
     encoder = ImpactPipeline.from_pretrained(tmp_path / "pipeline", **TEXT_ONLY)
     assert encoder.transformer is None and encoder.text_encoder is not None
-    generator = ImpactPipeline.from_pretrained(tmp_path / "pipeline", text_encoder=None, tokenizer=None,
-                                               clap_text_encoder=None, clap_tokenizer=None)
-    embeds, mask, pooled, *_ = encoder.encode_prompt("a dog barking", torch.device("cpu"), do_classifier_free_guidance=False)
-    from_embeddings = generator(**inputs(prompt=None, prompt_embeds=embeds, prompt_attention_mask=mask,
-                                         pooled_prompt_embeds=pooled, output_type="np")).audios
+    generator = ImpactPipeline.from_pretrained(
+        tmp_path / "pipeline", text_encoder=None, tokenizer=None, clap_text_encoder=None, clap_tokenizer=None
+    )
+    embeds, mask, pooled, *_ = encoder.encode_prompt(
+        "a dog barking", torch.device("cpu"), do_classifier_free_guidance=False
+    )
+    from_embeddings = generator(
+        **inputs(
+            prompt=None,
+            prompt_embeds=embeds,
+            prompt_attention_mask=mask,
+            pooled_prompt_embeds=pooled,
+            output_type="np",
+        )
+    ).audios
     assert_same_model_output(from_embeddings, pipe(**inputs(output_type="np")).audios)

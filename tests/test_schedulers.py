@@ -13,6 +13,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from diffusers_impact import ImpactDiffHeadScheduler, ImpactMaskScheduler
 
+
 head_module = importlib.import_module("diffusers_impact.schedulers.scheduling_impact_diff_head")
 
 
@@ -46,7 +47,9 @@ def reference_gaussian_diffusion(num_sampling_steps, num_train_timesteps=1000):
 
     train_betas = []
     for i in range(num_train_timesteps):
-        train_betas.append(min(1 - alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps), 0.999))
+        train_betas.append(
+            min(1 - alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps), 0.999)
+        )
     train_alphas_cumprod = np.cumprod(1.0 - np.array(train_betas, dtype=np.float64))
 
     # space_timesteps(T, "K"): one section, fractional stride accumulated as in IDDPM's respace.py.
@@ -456,7 +459,9 @@ def test_head_loop_matches_mar_learned_range_reference(monkeypatch, temperature)
     """100 spaced steps with learned-range variance (ε, v) reproduce MAR's p_sample_loop to 1e-5."""
     x_start, noises = draw_inputs(100)
     tables = reference_gaussian_diffusion(100)
-    expected = reference_p_sample_loop(fake_head, x_start.numpy(), [n.numpy() for n in noises], tables, temperature, True)
+    expected = reference_p_sample_loop(
+        fake_head, x_start.numpy(), [n.numpy() for n in noises], tables, temperature, True
+    )
     # Scheduler draws no noise at k = 0, MAR draws and zeroes it: the first 99 draws are the ones used by both.
     result = run_scheduler_loop(monkeypatch, 100, x_start, noises, temperature, learned_range=True)
     assert np.abs(expected).max() > 0.1  # a non-trivial trajectory
@@ -526,7 +531,10 @@ def test_head_last_step_adds_no_noise():
     b = scheduler.step(model_output, 0, x, generator=torch.Generator().manual_seed(3), temperature=5.0).prev_sample
     assert torch.equal(a, b)
     tables = reference_gaussian_diffusion(100)
-    x0 = tables["sqrt_recip_alphas_cumprod"][0] * x.double() - tables["sqrt_recipm1_alphas_cumprod"][0] * model_output[:, :CHANNELS].double()
+    x0 = (
+        tables["sqrt_recip_alphas_cumprod"][0] * x.double()
+        - tables["sqrt_recipm1_alphas_cumprod"][0] * model_output[:, :CHANNELS].double()
+    )
     expected = tables["posterior_mean_coef1"][0] * x0 + tables["posterior_mean_coef2"][0] * x.double()
     torch.testing.assert_close(a.double(), expected, atol=1e-6, rtol=0)
 
@@ -540,7 +548,9 @@ def test_head_step_with_list_of_generators_matches_single_rows():
     seeds = [21, 22, 23]
     batched = scheduler.step(model_output, 989, x, generator=[torch.Generator().manual_seed(s) for s in seeds])
     for row, seed in enumerate(seeds):
-        single = scheduler.step(model_output[row : row + 1], 989, x[row : row + 1], generator=torch.Generator().manual_seed(seed))
+        single = scheduler.step(
+            model_output[row : row + 1], 989, x[row : row + 1], generator=torch.Generator().manual_seed(seed)
+        )
         torch.testing.assert_close(batched.prev_sample[row : row + 1], single.prev_sample, atol=1e-6, rtol=0)
     # The generators matter: another seed changes the (noisy) result.
     other = scheduler.step(model_output[:1], 989, x[:1], generator=torch.Generator().manual_seed(99))

@@ -12,13 +12,20 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from helpers import EXAMPLES, Payload, load_example
 from safetensors.torch import load_file
 
-from helpers import EXAMPLES, Payload, load_example
-
 from diffusers_impact import ImpactPipeline
-from diffusers_impact.data import LatentCaptionDataset, collate_latent_captions, load_latent_dataset, save_latent_dataset
+from diffusers_impact.data import (
+    LatentCaptionDataset,
+    collate_latent_captions,
+    load_latent_dataset,
+    save_latent_dataset,
+)
 from diffusers_impact.testing_utils import tiny_impact_components
+
+
+pytestmark = pytest.mark.slow  # every test here runs the training scripts
 
 
 def run_script(script: str, *arguments) -> subprocess.CompletedProcess:
@@ -60,8 +67,20 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-COMMON = ["--train_batch_size", 3, "--lr_warmup_steps", 2, "--learning_rate", 1e-3, "--ema_decay", 0.5,
-          "--report_to", "none", "--validation_inference_steps", 2]
+COMMON = [
+    "--train_batch_size",
+    3,
+    "--lr_warmup_steps",
+    2,
+    "--learning_rate",
+    1e-3,
+    "--ema_decay",
+    0.5,
+    "--report_to",
+    "none",
+    "--validation_inference_steps",
+    2,
+]
 
 
 def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace):
@@ -71,19 +90,51 @@ def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace
     pretrained, text = workspace / "pretrained", workspace / "text"
 
     result = run_script(
-        "train_impact.py", "--pipeline", workspace / "init", "--phase", "unconditional", "--train_data",
-        workspace / "clips", "--output_dir", pretrained, "--max_train_steps", 4, "--init_from_mar", workspace / "mar.pth",
-        "--ema_decay", 0.0, *COMMON[2:-4], "--train_batch_size", 5,  # batches of five: two epochs, every file read twice
+        "train_impact.py",
+        "--pipeline",
+        workspace / "init",
+        "--phase",
+        "unconditional",
+        "--train_data",
+        workspace / "clips",
+        "--output_dir",
+        pretrained,
+        "--max_train_steps",
+        4,
+        "--init_from_mar",
+        workspace / "mar.pth",
+        "--ema_decay",
+        0.0,
+        *COMMON[2:-4],
+        "--train_batch_size",
+        5,  # batches of five: two epochs, every file read twice
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "copied:               2 tensors, 64 parameters" in result.stdout  # mask_token and null_condition
-    assert "Unusable audio files skipped during training: {'unreadable': 1, 'silent': 1}" in result.stderr  # each file once
+    assert (
+        "Unusable audio files skipped during training: {'unreadable': 1, 'silent': 1}" in result.stderr
+    )  # each file once
     assert len(losses(pretrained)) == 4 and not list(pretrained.glob("checkpoint-*"))  # checkpoints every 1000 steps
 
     result = run_script(
-        "train_impact.py", "--pipeline", pretrained, "--phase", "text", "--train_data", workspace / "clips",
-        "--caption_column", "caption", "--output_dir", text, "--max_train_steps", 4, "--checkpointing_steps", 2,
-        "--validation_steps", 2, *COMMON,
+        "train_impact.py",
+        "--pipeline",
+        pretrained,
+        "--phase",
+        "text",
+        "--train_data",
+        workspace / "clips",
+        "--caption_column",
+        "caption",
+        "--output_dir",
+        text,
+        "--max_train_steps",
+        4,
+        "--checkpointing_steps",
+        2,
+        "--validation_steps",
+        2,
+        *COMMON,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for step in (2, 4):  # periodic validation renders: a WAV per prompt and a mel-spectrogram figure
@@ -102,19 +153,42 @@ def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace
 
 
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(workspace):
-    arguments = ["--pipeline", workspace / "init", "--phase", "text", "--train_data", workspace / "clips",
-                 "--checkpointing_steps", 3, "--validation_steps", 100, "--deterministic", *COMMON]
+    arguments = [
+        "--pipeline",
+        workspace / "init",
+        "--phase",
+        "text",
+        "--train_data",
+        workspace / "clips",
+        "--checkpointing_steps",
+        3,
+        "--validation_steps",
+        100,
+        "--deterministic",
+        *COMMON,
+    ]
     uninterrupted, interrupted = workspace / "uninterrupted", workspace / "interrupted"
-    assert run_script("train_impact.py", *arguments, "--output_dir", uninterrupted, "--max_train_steps", 6).returncode == 0
-    assert run_script("train_impact.py", *arguments, "--output_dir", interrupted, "--max_train_steps", 3).returncode == 0
+    assert (
+        run_script("train_impact.py", *arguments, "--output_dir", uninterrupted, "--max_train_steps", 6).returncode
+        == 0
+    )
+    assert (
+        run_script("train_impact.py", *arguments, "--output_dir", interrupted, "--max_train_steps", 3).returncode == 0
+    )
     # A crash after step 3: a save that broke off half-way leaves only a temporary folder, which `latest` ignores,
     # and the steps logged after the checkpoint are logged again by the resumed run (not twice).
     (interrupted / ".checkpoint-5.tmp").mkdir()
     with (interrupted / "logs" / "metrics.jsonl").open("a") as metrics:
         metrics.write(json.dumps({"step": 4, "loss": 123.0, "lr": 0.0}) + "\n")
     result = run_script(
-        "train_impact.py", *arguments, "--output_dir", interrupted, "--max_train_steps", 6,
-        "--resume_from_checkpoint", "latest",
+        "train_impact.py",
+        *arguments,
+        "--output_dir",
+        interrupted,
+        "--max_train_steps",
+        6,
+        "--resume_from_checkpoint",
+        "latest",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resumed from" in result.stdout and "checkpoint-3 at step 3" in result.stdout
@@ -129,11 +203,29 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(workspac
 def checkpointed_run(workspace) -> tuple[Path, list]:
     """A two-step run on pre-computed latents with a checkpoint after each step, and its arguments."""
     rng, shape = np.random.default_rng(0), (8, 256, 16)
-    records = [{"latent_mean": rng.standard_normal(shape).astype(np.float16), "latent_std": np.full(shape, 0.1, np.float16),
-                "captions": []} for _ in range(4)]
+    records = [
+        {
+            "latent_mean": rng.standard_normal(shape).astype(np.float16),
+            "latent_std": np.full(shape, 0.1, np.float16),
+            "captions": [],
+        }
+        for _ in range(4)
+    ]
     save_latent_dataset(records, workspace / "random-latents")
-    arguments = ["--pipeline", workspace / "init", "--phase", "unconditional", "--train_latents",
-                 workspace / "random-latents", "--train_batch_size", 2, "--checkpointing_steps", 1, "--report_to", "none"]
+    arguments = [
+        "--pipeline",
+        workspace / "init",
+        "--phase",
+        "unconditional",
+        "--train_latents",
+        workspace / "random-latents",
+        "--train_batch_size",
+        2,
+        "--checkpointing_steps",
+        1,
+        "--report_to",
+        "none",
+    ]
     output_dir = workspace / "checkpointed"
     result = run_script("train_impact.py", *arguments, "--output_dir", output_dir, "--max_train_steps", 2)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -145,17 +237,29 @@ def resume_a_copy(checkpointed_run, copy: Path, damage, checkpoint="latest") -> 
     output_dir, arguments = checkpointed_run
     shutil.copytree(output_dir, copy)
     damage(copy)
-    return run_script("train_impact.py", *arguments, "--output_dir", copy, "--max_train_steps", 3,
-                      "--resume_from_checkpoint", checkpoint)
+    return run_script(
+        "train_impact.py",
+        *arguments,
+        "--output_dir",
+        copy,
+        "--max_train_steps",
+        3,
+        "--resume_from_checkpoint",
+        checkpoint,
+    )
 
 
 def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-@pytest.mark.parametrize(("name", "damage", "reason"), [("optimizer.safetensors", truncate, "cannot be read"),
-                                                         ("training_state.json", Path.unlink, "is missing")])
-def test_resuming_from_latest_skips_a_damaged_checkpoint_naming_the_file(checkpointed_run, tmp_path, name, damage, reason):
+@pytest.mark.parametrize(
+    ("name", "damage", "reason"),
+    [("optimizer.safetensors", truncate, "cannot be read"), ("training_state.json", Path.unlink, "is missing")],
+)
+def test_resuming_from_latest_skips_a_damaged_checkpoint_naming_the_file(
+    checkpointed_run, tmp_path, name, damage, reason
+):
     copy = tmp_path / "run"
     result = resume_a_copy(checkpointed_run, copy, lambda folder: damage(folder / "checkpoint-2" / name))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -203,8 +307,16 @@ def test_resuming_unpickles_nothing(checkpointed_run, tmp_path):
     refused = copy / "checkpoint-2" / "training_state.json"
     assert explicit.returncode != 0
     assert f"--resume_from_checkpoint {copy / 'checkpoint-2'}: {refused} cannot be read" in explicit.stderr
-    latest = run_script("train_impact.py", *checkpointed_run[1], "--output_dir", copy, "--max_train_steps", 3,
-                        "--resume_from_checkpoint", "latest")
+    latest = run_script(
+        "train_impact.py",
+        *checkpointed_run[1],
+        "--output_dir",
+        copy,
+        "--max_train_steps",
+        3,
+        "--resume_from_checkpoint",
+        "latest",
+    )
     assert latest.returncode == 0, latest.stderr[-3000:]
     assert f"Resumed from {copy / 'checkpoint-1'} at step 1." in latest.stdout
     assert not marker.exists()
@@ -213,8 +325,17 @@ def test_resuming_unpickles_nothing(checkpointed_run, tmp_path):
 def test_precomputed_latents_train_and_the_loss_goes_down(workspace):
     latents = workspace / "latents"
     result = run_script(
-        "precompute_latents.py", "--pipeline", workspace / "init", "--train_data", workspace / "clips",
-        "--caption_column", "caption", "--output_dir", latents, "--batch_size", 4,
+        "precompute_latents.py",
+        "--pipeline",
+        workspace / "init",
+        "--train_data",
+        workspace / "clips",
+        "--caption_column",
+        "caption",
+        "--output_dir",
+        latents,
+        "--batch_size",
+        4,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Saved 8 latents" in result.stdout and "skipped 2 files" in result.stdout
@@ -224,9 +345,29 @@ def test_precomputed_latents_train_and_the_loss_goes_down(workspace):
 
     output = workspace / "from-latents"
     result = run_script(
-        "train_impact.py", "--pipeline", workspace / "init", "--phase", "text", "--train_latents", latents,
-        "--output_dir", output, "--max_train_steps", 40, "--validation_steps", 1000, "--train_batch_size", 4,
-        "--lr_warmup_steps", 0, "--learning_rate", 2e-3, "--report_to", "none", "--validation_inference_steps", 2,
+        "train_impact.py",
+        "--pipeline",
+        workspace / "init",
+        "--phase",
+        "text",
+        "--train_latents",
+        latents,
+        "--output_dir",
+        output,
+        "--max_train_steps",
+        40,
+        "--validation_steps",
+        1000,
+        "--train_batch_size",
+        4,
+        "--lr_warmup_steps",
+        0,
+        "--learning_rate",
+        2e-3,
+        "--report_to",
+        "none",
+        "--validation_inference_steps",
+        2,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     history = losses(output)
@@ -240,9 +381,21 @@ def test_a_non_finite_loss_stops_training_naming_the_step(workspace, tmp_path):
     bad = dict(good, latent_mean=np.full(shape, np.nan, np.float16))
     save_latent_dataset([good, good, bad, bad], tmp_path / "latents")
     result = run_script(
-        "train_impact.py", "--pipeline", workspace / "init", "--phase", "text", "--train_latents",
-        tmp_path / "latents", "--output_dir", tmp_path / "out", "--max_train_steps", 5, "--train_batch_size", 4,
-        "--report_to", "none",
+        "train_impact.py",
+        "--pipeline",
+        workspace / "init",
+        "--phase",
+        "text",
+        "--train_latents",
+        tmp_path / "latents",
+        "--output_dir",
+        tmp_path / "out",
+        "--max_train_steps",
+        5,
+        "--train_batch_size",
+        4,
+        "--report_to",
+        "none",
     )
     assert result.returncode != 0
     assert "The loss is not finite at step 1" in result.stderr and "none was saved yet" in result.stderr
@@ -250,8 +403,21 @@ def test_a_non_finite_loss_stops_training_naming_the_step(workspace, tmp_path):
 
 def test_a_missing_column_fails_at_start_listing_the_columns(workspace, tmp_path):
     result = run_script(
-        "train_impact.py", "--pipeline", workspace / "init", "--phase", "text", "--train_data", workspace / "clips",
-        "--caption_column", "text", "--output_dir", tmp_path / "out", "--max_train_steps", 1, "--report_to", "none",
+        "train_impact.py",
+        "--pipeline",
+        workspace / "init",
+        "--phase",
+        "text",
+        "--train_data",
+        workspace / "clips",
+        "--caption_column",
+        "text",
+        "--output_dir",
+        tmp_path / "out",
+        "--max_train_steps",
+        1,
+        "--report_to",
+        "none",
     )
     assert result.returncode != 0
     assert "text" in result.stderr and "caption" in result.stderr and "ValueError" in result.stderr
@@ -260,8 +426,19 @@ def test_a_missing_column_fails_at_start_listing_the_columns(workspace, tmp_path
 def test_a_pipeline_in_another_audio_format_is_refused(tmp_path, workspace):
     ImpactPipeline(**tiny_impact_components()).save_pretrained(tmp_path / "tiny")
     result = run_script(
-        "train_impact.py", "--pipeline", tmp_path / "tiny", "--phase", "unconditional", "--train_data",
-        workspace / "clips", "--output_dir", tmp_path / "out", "--max_train_steps", 1, "--report_to", "none",
+        "train_impact.py",
+        "--pipeline",
+        tmp_path / "tiny",
+        "--phase",
+        "unconditional",
+        "--train_data",
+        workspace / "clips",
+        "--output_dir",
+        tmp_path / "out",
+        "--max_train_steps",
+        1,
+        "--report_to",
+        "none",
     )
     assert result.returncode != 0 and "AudioLDM's front-end" in result.stderr
 
@@ -271,7 +448,10 @@ def save_component_folders(root: Path) -> None:
     components = tiny_impact_components(audioldm_format=True)
     components["vae"].save_pretrained(root / "audioldm" / "vae")
     components["vocoder"].save_pretrained(root / "audioldm" / "vocoder")
-    for name, model, tokenizer in (("t5", "text_encoder", "tokenizer"), ("clap", "clap_text_encoder", "clap_tokenizer")):
+    for name, model, tokenizer in (
+        ("t5", "text_encoder", "tokenizer"),
+        ("clap", "clap_text_encoder", "clap_tokenizer"),
+    ):
         components[model].save_pretrained(root / name)
         components[tokenizer].save_pretrained(root / name)
 
@@ -280,9 +460,25 @@ def test_create_impact_pipeline_assembles_components_from_folders(tmp_path):
     """The starting point of training, from component folders (as Hub ids would be): AudioLDM, a text encoder, CLAP."""
     save_component_folders(tmp_path)
     command = [
-        "create_impact_pipeline.py", "--output_dir", tmp_path / "init", "--audioldm", tmp_path / "audioldm",
-        "--text_encoder", tmp_path / "t5", "--clap", tmp_path / "clap", "--hidden_size", 32, "--num_layers", 1,
-        "--num_attention_heads", 2, "--head_width", 48, "--head_depth", 2,
+        "create_impact_pipeline.py",
+        "--output_dir",
+        tmp_path / "init",
+        "--audioldm",
+        tmp_path / "audioldm",
+        "--text_encoder",
+        tmp_path / "t5",
+        "--clap",
+        tmp_path / "clap",
+        "--hidden_size",
+        32,
+        "--num_layers",
+        1,
+        "--num_attention_heads",
+        2,
+        "--head_width",
+        48,
+        "--head_depth",
+        2,
     ]
     result = run_script(*command)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -297,7 +493,12 @@ def test_create_impact_pipeline_assembles_components_from_folders(tmp_path):
             assert all(torch.equal(weights[name], other_weights[name]) for name in weights) == same, (seed, model)
     config = pipe.transformer.config
     assert (config.latent_channels, config.latent_length, config.latent_width) == (8, 256, 16)
-    assert (config.hidden_size, config.num_encoder_layers, config.text_embed_dim, config.pooled_text_embed_dim) == (32, 1, 16, 8)
+    assert (config.hidden_size, config.num_encoder_layers, config.text_embed_dim, config.pooled_text_embed_dim) == (
+        32,
+        1,
+        16,
+        8,
+    )
     assert (pipe.diff_head.config.in_channels, pipe.diff_head.config.model_channels) == (128, 48)
     pipe.set_progress_bar_config(disable=True)
     assert pipe("a dog", num_inference_steps=1, num_diffusion_steps=2).audios.shape == (1, 163840)
@@ -305,9 +506,24 @@ def test_create_impact_pipeline_assembles_components_from_folders(tmp_path):
 
 def test_create_impact_pipeline_can_pool_the_text_encoder_instead_of_clap(tmp_path):
     save_component_folders(tmp_path)
-    command = ["create_impact_pipeline.py", "--output_dir", tmp_path / "init", "--audioldm", tmp_path / "audioldm",
-               "--text_encoder", tmp_path / "t5", "--hidden_size", 32, "--num_layers", 1, "--num_attention_heads", 2,
-               "--head_width", 48, "--pooled_from_text_encoder"]
+    command = [
+        "create_impact_pipeline.py",
+        "--output_dir",
+        tmp_path / "init",
+        "--audioldm",
+        tmp_path / "audioldm",
+        "--text_encoder",
+        tmp_path / "t5",
+        "--hidden_size",
+        32,
+        "--num_layers",
+        1,
+        "--num_attention_heads",
+        2,
+        "--head_width",
+        48,
+        "--pooled_from_text_encoder",
+    ]
     result = run_script(*command)
     assert result.returncode == 0, result.stderr[-3000:]
     pipe = ImpactPipeline.from_pretrained(tmp_path / "init")
@@ -320,24 +536,52 @@ def test_create_impact_pipeline_can_pool_the_text_encoder_instead_of_clap(tmp_pa
 def test_precomputed_text_embeddings_equal_live_encoding_and_train(workspace):
     latents = workspace / "latents-with-text"
     result = run_script(
-        "precompute_latents.py", "--pipeline", workspace / "init", "--train_data", workspace / "clips",
-        "--caption_column", "caption", "--output_dir", latents, "--batch_size", 4, "--text_embeddings",
+        "precompute_latents.py",
+        "--pipeline",
+        workspace / "init",
+        "--train_data",
+        workspace / "clips",
+        "--caption_column",
+        "caption",
+        "--output_dir",
+        latents,
+        "--batch_size",
+        4,
+        "--text_embeddings",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     dataset = LatentCaptionDataset(load_latent_dataset(latents))
     batch = collate_latent_captions([dataset[i] for i in range(4)], np.random.default_rng(3))
     # The chosen captions' stored embeddings are what the pipeline's text encoders give for them (float16 storage).
     pipe = ImpactPipeline.from_pretrained(workspace / "init")
-    embeds, mask, pooled, *_ = pipe.encode_prompt(batch["captions"], torch.device("cpu"), do_classifier_free_guidance=False)
+    embeds, mask, pooled, *_ = pipe.encode_prompt(
+        batch["captions"], torch.device("cpu"), do_classifier_free_guidance=False
+    )
     assert torch.equal(batch["prompt_attention_mask"], mask)
     torch.testing.assert_close(batch["prompt_embeds"][mask], embeds[mask], rtol=2e-3, atol=2e-3)
     torch.testing.assert_close(batch["pooled_prompt_embeds"], pooled, rtol=2e-3, atol=2e-3)
     assert len(set(batch["captions"])) > 1
 
     result = run_script(
-        "train_impact.py", "--pipeline", workspace / "init", "--phase", "text", "--train_latents", latents,
-        "--output_dir", workspace / "from-text-latents", "--max_train_steps", 3, "--train_batch_size", 4,
-        "--report_to", "none", "--validation_steps", 1000, "--validation_inference_steps", 2,
+        "train_impact.py",
+        "--pipeline",
+        workspace / "init",
+        "--phase",
+        "text",
+        "--train_latents",
+        latents,
+        "--output_dir",
+        workspace / "from-text-latents",
+        "--max_train_steps",
+        3,
+        "--train_batch_size",
+        4,
+        "--report_to",
+        "none",
+        "--validation_steps",
+        1000,
+        "--validation_inference_steps",
+        2,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(losses(workspace / "from-text-latents")) == 3
@@ -346,23 +590,68 @@ def test_precomputed_text_embeddings_equal_live_encoding_and_train(workspace):
 def test_text_token_dropout_trains_on_the_pooled_embedding_alone_and_is_refused_where_meaningless(workspace):
     """`--text_token_dropout` masks out whole samples' token states (the pooled CLAP slot stays): it changes training,
     and is refused for the unconditional phase and for a transformer without a pooled embedding."""
-    text = ["--phase", "text", "--train_data", workspace / "clips", "--caption_column", "caption",
-            "--max_train_steps", 2, *COMMON, "--validation_steps", 1000, "--seed", 3]
+    text = [
+        "--phase",
+        "text",
+        "--train_data",
+        workspace / "clips",
+        "--caption_column",
+        "caption",
+        "--max_train_steps",
+        2,
+        *COMMON,
+        "--validation_steps",
+        1000,
+        "--seed",
+        3,
+    ]
     plain, dropout = workspace / "tokens-kept", workspace / "tokens-dropped"
     for output_dir, extra in ((plain, []), (dropout, ["--text_token_dropout", 0.5])):
-        result = run_script("train_impact.py", "--pipeline", workspace / "init", "--output_dir", output_dir, *text, *extra)
+        result = run_script(
+            "train_impact.py", "--pipeline", workspace / "init", "--output_dir", output_dir, *text, *extra
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     plain_weights, dropout_weights = weights(plain), weights(dropout)
     assert any(not torch.equal(plain_weights[name], dropout_weights[name]) for name in plain_weights)
 
-    refused = run_script("train_impact.py", "--pipeline", workspace / "init", "--output_dir", workspace / "refused",
-                         "--phase", "unconditional", "--train_data", workspace / "clips", "--max_train_steps", 2,
-                         "--text_token_dropout", 0.5)
+    refused = run_script(
+        "train_impact.py",
+        "--pipeline",
+        workspace / "init",
+        "--output_dir",
+        workspace / "refused",
+        "--phase",
+        "unconditional",
+        "--train_data",
+        workspace / "clips",
+        "--max_train_steps",
+        2,
+        "--text_token_dropout",
+        0.5,
+    )
     assert refused.returncode == 2 and "--text_token_dropout applies to the text phase only" in refused.stderr
-    out_of_range = run_script("train_impact.py", "--pipeline", workspace / "init", "--output_dir", workspace / "refused",
-                              *text, "--text_token_dropout", 1.0)
+    out_of_range = run_script(
+        "train_impact.py",
+        "--pipeline",
+        workspace / "init",
+        "--output_dir",
+        workspace / "refused",
+        *text,
+        "--text_token_dropout",
+        1.0,
+    )
     assert out_of_range.returncode == 2 and "--text_token_dropout must be in [0, 1)" in out_of_range.stderr
-    ImpactPipeline(**tiny_impact_components(audioldm_format=True, with_clap=False)).save_pretrained(workspace / "no-pooled")
-    no_pooled = run_script("train_impact.py", "--pipeline", workspace / "no-pooled", "--output_dir", workspace / "refused",
-                           *text, "--text_token_dropout", 0.5)
+    ImpactPipeline(**tiny_impact_components(audioldm_format=True, with_clap=False)).save_pretrained(
+        workspace / "no-pooled"
+    )
+    no_pooled = run_script(
+        "train_impact.py",
+        "--pipeline",
+        workspace / "no-pooled",
+        "--output_dir",
+        workspace / "refused",
+        *text,
+        "--text_token_dropout",
+        0.5,
+    )
     assert no_pooled.returncode != 0 and "needs a transformer with a pooled text embedding" in no_pooled.stderr

@@ -17,6 +17,7 @@ from diffusers_impact import ImpactDiffHead, ImpactDiffHeadScheduler
 from diffusers_impact.testing_utils import tiny_impact_components
 from diffusers_impact.training_utils import diffusion_head_loss, masked_generative_loss, sample_mask_ratio
 
+
 NUM_TRAIN_TIMESTEPS = 1000
 
 
@@ -99,9 +100,11 @@ def reference_hybrid_terms(model_output, x0, x_t, t, noise):
     true_log_var = take("posterior_log_variance_clipped").expand_as(x0)
 
     # KL between Gaussians written with standard deviations: log(σ₂/σ₁) + (σ₁² + (μ₁ − μ₂)²) / (2σ₂²) − ½.
-    kl = 0.5 * (model_log_var - true_log_var) + (true_log_var.exp() + (true_mean - model_mean) ** 2) / (
-        2.0 * model_log_var.exp()
-    ) - 0.5
+    kl = (
+        0.5 * (model_log_var - true_log_var)
+        + (true_log_var.exp() + (true_mean - model_mean) ** 2) / (2.0 * model_log_var.exp())
+        - 0.5
+    )
     kl_bits = kl.mean(dim=1) / math.log(2.0)
 
     sigma = (0.5 * model_log_var).exp()
@@ -150,7 +153,10 @@ def make_head(in_channels=8, condition_channels=12, learn_sigma=True, seed=0, st
     """A small ImpactDiffHead whose zero-initialised layers are randomised (moderate ε̂ and v)."""
     torch.manual_seed(seed)
     head = ImpactDiffHead(
-        in_channels=in_channels, model_channels=32, condition_channels=condition_channels, num_res_blocks=2,
+        in_channels=in_channels,
+        model_channels=32,
+        condition_channels=condition_channels,
+        num_res_blocks=2,
         learn_sigma=learn_sigma,
     )
     with torch.no_grad():
@@ -237,7 +243,9 @@ def test_diffusion_head_loss_matches_reference(monkeypatch):
     x0, hidden, t, noise = loss_batch()
     draws = FixedDraws(monkeypatch, t, noise)
     with torch.no_grad():
-        loss = diffusion_head_loss(head, ImpactDiffHeadScheduler(), x0, hidden, torch.Generator(), diffusion_batch_mul=1)
+        loss = diffusion_head_loss(
+            head, ImpactDiffHeadScheduler(), x0, hidden, torch.Generator(), diffusion_batch_mul=1
+        )
         reference_rows = reference_hybrid_loss(head, x0, hidden, t, noise)
     assert draws.requests == [("randint", 0, 1000, (24,), True), ("randn", (24, 8), True)]
     assert loss.dtype == torch.float32 and loss.ndim == 0
@@ -300,7 +308,9 @@ def test_vb_gradient_does_not_reach_epsilon(monkeypatch):
 
     head.register_forward_hook(keep_output)
     FixedDraws(monkeypatch, t, noise)
-    diffusion_head_loss(head, ImpactDiffHeadScheduler(), x0, hidden, torch.Generator(), diffusion_batch_mul=1).backward()
+    diffusion_head_loss(
+        head, ImpactDiffHeadScheduler(), x0, hidden, torch.Generator(), diffusion_batch_mul=1
+    ).backward()
     output = captured["output"]
     gradient = output.grad.double()
 
@@ -334,7 +344,9 @@ def test_diffusion_batch_mul_tiles_rows(monkeypatch):
     head.register_forward_pre_hook(lambda module, args: captured.update(args=args))
     FixedDraws(monkeypatch, t, noise)
     with torch.no_grad():
-        loss = diffusion_head_loss(head, ImpactDiffHeadScheduler(), x0, hidden, torch.Generator(), diffusion_batch_mul=mul)
+        loss = diffusion_head_loss(
+            head, ImpactDiffHeadScheduler(), x0, hidden, torch.Generator(), diffusion_batch_mul=mul
+        )
     sample, timesteps, condition = captured["args"]
     assert sample.shape == (15, 8) and condition.shape == (15, 12)
     assert torch.equal(condition, torch.cat([hidden] * mul))  # [all rows] × mul, not interleaved
@@ -352,7 +364,9 @@ def test_fixed_variance_head_gives_plain_mse(monkeypatch):
     x0, hidden, t, noise = loss_batch()
     FixedDraws(monkeypatch, t, noise)
     with torch.no_grad():
-        loss = diffusion_head_loss(head, ImpactDiffHeadScheduler(), x0, hidden, torch.Generator(), diffusion_batch_mul=1)
+        loss = diffusion_head_loss(
+            head, ImpactDiffHeadScheduler(), x0, hidden, torch.Generator(), diffusion_batch_mul=1
+        )
         eps_hat = head(reference_noisy(x0, t, noise).float(), t, hidden).sample.double()
     assert eps_hat.shape == (24, 8)
     expected = ((noise.double() - eps_hat) ** 2).mean()
@@ -438,8 +452,12 @@ def run(tiny, seed=0, tokens=None, **kwargs):
     try:
         with torch.no_grad():
             loss = masked_generative_loss(
-                tiny["transformer"], tiny["head"], tiny["scheduler"],
-                tiny["tokens"] if tokens is None else tokens, torch.Generator().manual_seed(seed), **kwargs,
+                tiny["transformer"],
+                tiny["head"],
+                tiny["scheduler"],
+                tiny["tokens"] if tokens is None else tokens,
+                torch.Generator().manual_seed(seed),
+                **kwargs,
             )
     finally:
         recorder.remove()
@@ -485,7 +503,7 @@ def test_truncated_normal_ratio_sets_the_row_count(tiny, monkeypatch):
         for seed in range(6):
             drawn.clear()
             _, rec = run(tiny, seed=seed, min_mask_ratio=min_mask_ratio, diffusion_batch_mul=3)
-            (ratio, q), = drawn  # one draw per batch
+            ((ratio, q),) = drawn  # one draw per batch
             assert q == min_mask_ratio and min_mask_ratio <= ratio <= 1.0
             num_masked = math.ceil(16 * ratio)
             assert rec.mask.sum(dim=1).tolist() == [num_masked] * 3
@@ -559,7 +577,13 @@ def test_gradients_reach_transformer_and_head(tiny, conditional):
     transformer, head = copy.deepcopy(tiny["transformer"]), copy.deepcopy(tiny["head"])
     kwargs = {"encoder_hidden_states": tiny["text"]} if conditional else {}
     loss = masked_generative_loss(
-        transformer, head, tiny["scheduler"], tiny["tokens"], torch.Generator().manual_seed(0), mask_ratio=0.5, **kwargs
+        transformer,
+        head,
+        tiny["scheduler"],
+        tiny["tokens"],
+        torch.Generator().manual_seed(0),
+        mask_ratio=0.5,
+        **kwargs,
     )
     loss.backward()
     unused = {"null_condition"} if conditional else {"text_proj.weight", "text_proj.bias"}

@@ -12,6 +12,7 @@ from diffusers_impact.audio import mel_spectrogram
 from diffusers_impact.models import load_vocoder, vocoder_front_end
 from diffusers_impact.testing_utils import tiny_impact_pipeline
 
+
 FRAMES = 200  # 2 s at 16 kHz
 
 
@@ -50,7 +51,9 @@ def test_inverts_the_package_front_end(test_mel):
 
 def test_more_iterations_and_momentum_converge_further(test_mel):
     errors = {
-        (iterations, momentum): active_frame_error(test_mel, GriffinLimVocoder(num_iterations=iterations, momentum=momentum)(test_mel))
+        (iterations, momentum): active_frame_error(
+            test_mel, GriffinLimVocoder(num_iterations=iterations, momentum=momentum)(test_mel)
+        )
         for iterations, momentum in [(0, 0.99), (2, 0.99), (32, 0.0), (32, 0.99)]
     }
     assert errors[(32, 0.99)] < errors[(32, 0.0)] < errors[(2, 0.99)] < errors[(0, 0.99)] / 5  # zero phase alone: 3.3
@@ -79,7 +82,9 @@ def test_deterministic_batched_and_float32_output(test_mel):
     error = active_frame_error(batch, batched)
     unbatched = vocoder(test_mel.flip(1)[0])
     assert unbatched.shape == (FRAMES * 160,)
-    assert active_frame_error(test_mel.flip(1), unbatched[None]) == pytest.approx(active_frame_error(test_mel.flip(1), batched[1:]), abs=0.02)
+    assert active_frame_error(test_mel.flip(1), unbatched[None]) == pytest.approx(
+        active_frame_error(test_mel.flip(1), batched[1:]), abs=0.02
+    )
     from_half = vocoder.to(torch.float16)(batch.half())  # a float16 pipeline: float16 buffers and input
     assert from_half.dtype == torch.float32  # computed and returned in float32
     # float16 copies of the filterbank and window cost a little in the weakest bins (0.38 against 0.34 here).
@@ -104,8 +109,14 @@ def test_save_and_load(tmp_path, test_mel):
 
 def test_front_end_and_loader_for_both_vocoders(tmp_path):
     assert vocoder_front_end(GriffinLimVocoder()) == (16000, 160, 64)
-    hifigan = SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=64, upsample_rates=[5, 4, 4, 2], upsample_initial_channel=32,
-                                                    upsample_kernel_sizes=[10, 8, 8, 4]))
+    hifigan = SpeechT5HifiGan(
+        SpeechT5HifiGanConfig(
+            model_in_dim=64,
+            upsample_rates=[5, 4, 4, 2],
+            upsample_initial_channel=32,
+            upsample_kernel_sizes=[10, 8, 8, 4],
+        )
+    )
     assert vocoder_front_end(hifigan) == (16000, 160, 64)
     hifigan.save_pretrained(tmp_path / "vocoder")
     assert isinstance(load_vocoder(tmp_path), SpeechT5HifiGan)
@@ -114,8 +125,11 @@ def test_front_end_and_loader_for_both_vocoders(tmp_path):
 def tiny_griffin_lim_pipeline() -> ImpactPipeline:
     """The tiny pipeline (1.6 kHz, hop 16, 16 mel bins) with a Griffin-Lim vocoder on its front-end."""
     pipe = tiny_impact_pipeline()
-    pipe.register_modules(vocoder=GriffinLimVocoder(sampling_rate=1600, n_fft=64, hop_length=16, win_length=64,
-                                                    num_mel_bins=16, f_max=800.0, num_iterations=4))
+    pipe.register_modules(
+        vocoder=GriffinLimVocoder(
+            sampling_rate=1600, n_fft=64, hop_length=16, win_length=64, num_mel_bins=16, f_max=800.0, num_iterations=4
+        )
+    )
     return pipe
 
 
@@ -128,7 +142,10 @@ def test_pipeline_with_griffin_lim_vocoder_generates_saves_and_loads(tmp_path):
     assert audio.shape == (1, 1024) and np.isfinite(audio).all() and np.abs(audio).max() > 0
     assert pipe.seconds_per_latent_frame == pytest.approx(0.04)
     pipe.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "model_index.json").read_text())["vocoder"] == ["diffusers_impact", "GriffinLimVocoder"]
+    assert json.loads((tmp_path / "model_index.json").read_text())["vocoder"] == [
+        "diffusers_impact",
+        "GriffinLimVocoder",
+    ]
     reloaded = ImpactPipeline.from_pretrained(tmp_path)
     reloaded.set_progress_bar_config(disable=True)
     assert isinstance(reloaded.vocoder, GriffinLimVocoder)

@@ -3,6 +3,7 @@
 import importlib
 from typing import TYPE_CHECKING
 
+
 __version__ = "0.1.0.dev0"
 
 # Public names and the modules that define them, imported on first use (PEP 562). Importing diffusers takes seconds;
@@ -44,7 +45,18 @@ if TYPE_CHECKING:
     from diffusers.models.modeling_utils import ModelMixin
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-    from .models import GriffinLimVocoder, ImpactDiffHead, ImpactDiffHeadOutput, ImpactTransformer, ImpactTransformerOutput
+    from .models import (
+        GriffinLimVocoder,
+        ImpactDiffHead,
+        ImpactDiffHeadOutput,
+        ImpactTransformer,
+        ImpactTransformerOutput,
+    )
     from .pipelines import ImpactPipeline
     from .pretrained import DEFAULT_MODEL_PATH, load_default_pipeline
-    from .schedulers import ImpactDiffHeadScheduler, ImpactDiffHeadSchedulerOutput, ImpactMaskScheduler, ImpactMaskSchedulerOutput
+    from .schedulers import (
+        ImpactDiffHeadScheduler,
+        ImpactDiffHeadSchedulerOutput,
+        ImpactMaskScheduler,
+        ImpactMaskSchedulerOutput,
+    )

@@ -18,6 +18,8 @@ import numpy as np
 import scipy.signal
 import soundfile
 import torch
+from transformers.audio_utils import mel_filter_bank
+
 
 # AudioLDM `default_audioldm_config`: preprocessing.audio.sampling_rate 16000, stft.filter_length 1024,
 # stft.hop_length 160, stft.win_length 1024, mel.n_mel_channels 64, mel.mel_fmin 0, mel.mel_fmax 8000.
@@ -136,11 +138,34 @@ def load_audio(source: str | os.PathLike | bytes | dict, sampling_rate: int = SA
     if samples.size == 0:
         raise AudioDecodeError(f"Audio {name} contains no samples.", reason="empty")
 
-    waveform = samples.mean(axis=1, dtype=np.float32)
-    if file_sampling_rate != sampling_rate:
-        divisor = math.gcd(int(file_sampling_rate), int(sampling_rate))
-        waveform = scipy.signal.resample_poly(waveform, sampling_rate // divisor, file_sampling_rate // divisor)
+    waveform = resample(samples.mean(axis=1, dtype=np.float32), file_sampling_rate, sampling_rate)
     return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+# Audio files libsndfile (>= 1.1) decodes: a training folder without metadata and an evaluation folder list these.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au", ".caf", ".w64", ".rf64")
+
+
+def resample(waveform: np.ndarray, sampling_rate: int, target_sampling_rate: int) -> np.ndarray:
+    """
+    Change a waveform's sampling rate along its last axis with a polyphase filter (`scipy.signal.resample_poly`, the
+    ratio reduced by the rates' greatest common divisor); the waveform itself where the rates are equal. The one
+    resampler of the package: training data, evaluation and the CLAP score all go through it.
+
+    Example:
+
+    ```py
+    >>> import numpy as np
+    >>> from diffusers_impact.audio import resample
+
+    >>> resample(np.zeros(22050, dtype=np.float32), 22050, 16000).shape
+    (16000,)
+    ```
+    """
+    if sampling_rate == target_sampling_rate:
+        return waveform
+    divisor = math.gcd(int(sampling_rate), int(target_sampling_rate))
+    return scipy.signal.resample_poly(waveform, target_sampling_rate // divisor, sampling_rate // divisor, axis=-1)
 
 
 def is_silent(waveform: np.ndarray, threshold: float = 1e-4) -> bool:
@@ -230,32 +255,6 @@ def prepare_segment(
     return segment
 
 
-# Slaney's Auditory Toolbox mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above it
-# (27 mels per factor 6.4 of frequency).
-_MEL_LINEAR_STEP_HZ = 200.0 / 3.0
-_MEL_LOG_START_HZ = 1000.0
-_MEL_LOG_START = _MEL_LOG_START_HZ / _MEL_LINEAR_STEP_HZ
-_MEL_LOG_STEP = math.log(6.4) / 27.0
-
-
-def _hz_to_mel(frequencies: np.ndarray) -> np.ndarray:
-    frequencies = np.asarray(frequencies, dtype=np.float64)
-    return np.where(
-        frequencies >= _MEL_LOG_START_HZ,
-        _MEL_LOG_START + np.log(np.maximum(frequencies, _MEL_LOG_START_HZ) / _MEL_LOG_START_HZ) / _MEL_LOG_STEP,
-        frequencies / _MEL_LINEAR_STEP_HZ,
-    )
-
-
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    mels = np.asarray(mels, dtype=np.float64)
-    return np.where(
-        mels >= _MEL_LOG_START,
-        _MEL_LOG_START_HZ * np.exp(_MEL_LOG_STEP * (mels - _MEL_LOG_START)),
-        mels * _MEL_LINEAR_STEP_HZ,
-    )
-
-
 def mel_filterbank(
     sampling_rate: int = SAMPLING_RATE,
     n_fft: int = N_FFT,
@@ -264,12 +263,9 @@ def mel_filterbank(
     f_max: float = F_MAX,
 ) -> np.ndarray:
     """
-    Triangular mel filters on the Slaney mel scale with Slaney area normalisation.
-
-    This is the basis AudioLDM builds with `librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)` (defaults
-    `htk=False`, `norm="slaney"`), written from the definitions: `n_mels + 2` points equally spaced in mel between
-    `f_min` and `f_max` give the edges of overlapping triangles over the FFT bin frequencies `k · sr / n_fft`, and
-    filter m is scaled by `2 / (f[m+2] − f[m])` so that every filter has the same area.
+    Triangular mel filters on the Slaney mel scale with Slaney area normalisation: the basis AudioLDM builds with
+    `librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)` (defaults `htk=False`, `norm="slaney"`), from
+    `transformers.audio_utils.mel_filter_bank` (equal to librosa's within 1e-9; the tests compare them).
 
     Args:
         sampling_rate (`int`, defaults to 16000): Sampling rate of the STFT's input.
@@ -291,14 +287,16 @@ def mel_filterbank(
     ((64, 513), dtype('float32'))
     ```
     """
-    bin_frequencies = np.linspace(0.0, sampling_rate / 2.0, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bin_frequencies[None, :] - lower) / (centre - lower)
-    falling = (upper - bin_frequencies[None, :]) / (upper - centre)
-    weights = np.maximum(0.0, np.minimum(rising, falling))
-    weights *= 2.0 / (upper - lower)  # Slaney normalisation: constant energy per channel
-    return weights.astype(np.float32)
+    weights = mel_filter_bank(
+        num_frequency_bins=n_fft // 2 + 1,
+        num_mel_filters=n_mels,
+        min_frequency=f_min,
+        max_frequency=f_max,
+        sampling_rate=sampling_rate,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    return np.ascontiguousarray(weights.T, dtype=np.float32)
 
 
 # Cached per (device, dtype). Built outside inference mode so that a first call under `torch.inference_mode()` does not

@@ -17,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+
 DEFAULT_MODEL = "default"
 TINY_RANDOM = "tiny-random"
 # Clips that would clip in 16-bit PCM are scaled to peak here: -1 dBFS, headroom for resampling and lossy encoding.
@@ -82,10 +83,17 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         "and the command says so.",
     )
     parser.add_argument("prompt", nargs="?", help="What the audio should contain, e.g. 'a dog barking'.")
-    parser.add_argument("--prompts-file", default=None,
-                        help="Generate every line of this UTF-8 text file (blank lines are skipped) instead of PROMPT.")
-    parser.add_argument("--batch-size", type=positive_integer, default=8,
-                        help="Prompts generated together with --prompts-file (default: 8).")
+    parser.add_argument(
+        "--prompts-file",
+        default=None,
+        help="Generate every line of this UTF-8 text file (blank lines are skipped) instead of PROMPT.",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_integer,
+        default=8,
+        help="Prompts generated together with --prompts-file (default: 8).",
+    )
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -93,23 +101,45 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         f"sounds (cat, cow, dog, duck, frog, horse, owl, pig, rooster, sheep); '{TINY_RANDOM}' builds a tiny "
         "untrained pipeline that only checks the installation (it makes noise).",
     )
-    parser.add_argument("-o", "--output", default=None,
-                        help="Output WAV path (default: impact.wav), or with --prompts-file the output folder (default: "
-                        "impact-outputs).")
-    parser.add_argument("--steps", type=positive_integer, default=None,
-                        help="Decoding iterations (default: the model's recommended setting, 8 for the embedded model; "
-                        "else 32).")
-    parser.add_argument("--diffusion-steps", type=diffusion_steps, metavar="STEPS", default=None,
-                        help="Diffusion-head steps per decoding iteration (default: the model's recommended setting, 25 "
-                        "for the embedded model; else 100), or FIRST:LAST to anneal them from the first iteration to "
-                        "the last (DiSA, e.g. 50:5).")
-    parser.add_argument("--guidance", type=guidance_scale, default=None,
-                        help="Maximum guidance scale, ≥ 1 (default: the model's recommended setting, else 5.0).")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="Output WAV path (default: impact.wav), or with --prompts-file the output folder (default: "
+        "impact-outputs).",
+    )
+    parser.add_argument(
+        "--steps",
+        type=positive_integer,
+        default=None,
+        help="Decoding iterations (default: the model's recommended setting, 8 for the embedded model; else 32).",
+    )
+    parser.add_argument(
+        "--diffusion-steps",
+        type=diffusion_steps,
+        metavar="STEPS",
+        default=None,
+        help="Diffusion-head steps per decoding iteration (default: the model's recommended setting, 25 "
+        "for the embedded model; else 100), or FIRST:LAST to anneal them from the first iteration to "
+        "the last (DiSA, e.g. 50:5).",
+    )
+    parser.add_argument(
+        "--guidance",
+        type=guidance_scale,
+        default=None,
+        help="Maximum guidance scale, ≥ 1 (default: the model's recommended setting, else 5.0).",
+    )
     parser.add_argument("--negative-prompt", default=None, help="Text to steer away from (optional).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
-    parser.add_argument("--length", type=positive_seconds, default=None, help="Seconds of audio (default: the model's length).")
-    parser.add_argument("--num-waveforms", type=positive_integer, default=1,
-                        help="Waveforms to generate (default: 1); see below for their file names.")
+    parser.add_argument(
+        "--length", type=positive_seconds, default=None, help="Seconds of audio (default: the model's length)."
+    )
+    parser.add_argument(
+        "--num-waveforms",
+        type=positive_integer,
+        default=1,
+        help="Waveforms to generate (default: 1); see below for their file names.",
+    )
     parser.add_argument("--mel-png", default=None, help="Also save the mel spectrogram(s) as this PNG (optional).")
     arguments = parser.parse_args(argv)
     if (arguments.prompt is None) == (arguments.prompts_file is None):
@@ -161,8 +191,11 @@ def write_wav(path: Path, waveform, sampling_rate: int) -> None:
 
     waveform, scale = below_full_scale(waveform)
     if scale is not None:
-        print(f"impact-generate: {path} peaked at {PEAK_CEILING / scale:.2f} (over full scale): scaled by "
-              f"{scale:.3f} to peak at -1 dBFS.", file=sys.stderr)
+        print(
+            f"impact-generate: {path} peaked at {PEAK_CEILING / scale:.2f} (over full scale): scaled by "
+            f"{scale:.3f} to peak at -1 dBFS.",
+            file=sys.stderr,
+        )
     temporary = path.with_name(f".{path.name}.partial.wav")
     soundfile.write(temporary, waveform, sampling_rate, subtype="PCM_16")
     os.replace(temporary, path)
@@ -244,8 +277,11 @@ def generate_prompts_file(arguments, pipe, call_kwargs) -> None:
         if not all(path.exists() for path in paths):
             jobs.append((prompt, paths, [clip_seed(arguments.seed, line, k) for k in range(count)]))
     skipped = len(prompts) - len(jobs)
-    print(f"{len(prompts)} prompts in {arguments.prompts_file}: {skipped} done already, {len(jobs)} to generate "
-          f"into {folder}/.", file=sys.stderr)
+    print(
+        f"{len(prompts)} prompts in {arguments.prompts_file}: {skipped} done already, {len(jobs)} to generate "
+        f"into {folder}/.",
+        file=sys.stderr,
+    )
     if not jobs:
         return
     folder.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ import torch
 
 from .models import ImpactDiffHead, ImpactTransformer
 
+
 # Attention heads are not stored in a state dict; MAR's factories (models/mar.py) fix them per model name.
 MAR_NUM_ATTENTION_HEADS = {"mar_base": 12, "mar_large": 16, "mar_huge": 16}
 

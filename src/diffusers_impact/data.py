@@ -21,6 +21,7 @@ import torch
 from diffusers.utils import logging
 
 from .audio import (
+    AUDIO_EXTENSIONS,
     HOP_LENGTH,
     SAMPLING_RATE,
     SEGMENT_SAMPLES,
@@ -31,12 +32,11 @@ from .audio import (
     prepare_segment,
 )
 
+
 logger = logging.get_logger(__name__)
 
 # The metadata files and the `file_name` convention of the 🤗 datasets "audiofolder" layout.
 METADATA_FILENAMES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
-# Audio files libsndfile (>= 1.1) decodes; a folder without metadata lists the files with these extensions.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au", ".caf", ".w64", ".rf64")
 SKIP_REASONS = ("unreadable", "empty", "silent")
 
 
@@ -201,9 +201,7 @@ def load_audio_dataset(
 
     for role, column in (("audio_column", audio_column), ("caption_column", caption_column)):
         if column is not None and column not in dataset.column_names:
-            raise ValueError(
-                f"{role}={column!r} is not a column of {source}; its columns are {dataset.column_names}."
-            )
+            raise ValueError(f"{role}={column!r} is not a column of {source}; its columns are {dataset.column_names}.")
 
     dataset = dataset.select_columns([column for column in (audio_column, caption_column) if column is not None])
     dataset = dataset.cast_column(audio_column, datasets.Audio(decode=False))
@@ -463,7 +461,9 @@ def save_latent_dataset(records: Iterable[dict], path: str | os.PathLike, shard_
                 "captions": datasets.Sequence(datasets.Value("string")),
             }
             if "text_embeds" in record:
-                features["text_embeds"] = datasets.Array2D(shape=(None, record["text_embeds"].shape[1]), dtype="float16")
+                features["text_embeds"] = datasets.Array2D(
+                    shape=(None, record["text_embeds"].shape[1]), dtype="float16"
+                )
                 features["text_lengths"] = datasets.Sequence(datasets.Value("int32"))
             if "pooled_text_embeds" in record:
                 pooled_dim = record["pooled_text_embeds"].shape[1]

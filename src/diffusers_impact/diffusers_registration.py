@@ -21,6 +21,7 @@ import diffusers
 from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
 from packaging import version
 
+
 LIBRARY_NAME = "diffusers_impact"
 LOADER_FILE = f"{LIBRARY_NAME}.py"
 LOADER_CODE = """\

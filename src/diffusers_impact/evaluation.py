@@ -166,8 +166,9 @@ def kl_divergence(
     reference = np.stack([np.asarray(reference_scores[name], dtype=np.float64) for name in names])
     generated = np.stack([np.asarray(generated_scores[name], dtype=np.float64) for name in names])
     if reference.shape != generated.shape or reference.ndim != 2:
-        raise ValueError(f"Every clip needs one score vector of the same length, got {reference.shape} and "
-                         f"{generated.shape}.")
+        raise ValueError(
+            f"Every clip needs one score vector of the same length, got {reference.shape} and {generated.shape}."
+        )
     if from_probabilities:
         reference_probabilities, generated_probabilities = reference, generated
     else:
@@ -180,7 +181,9 @@ def kl_divergence(
     return float(pointwise.sum() / len(names))
 
 
-def inception_score(logits, splits: int = 10, seed: int = 2020, from_probabilities: bool = False) -> tuple[float, float]:
+def inception_score(
+    logits, splits: int = 10, seed: int = 2020, from_probabilities: bool = False
+) -> tuple[float, float]:
     """
     audioldm_eval's Inception Score of the generated clips: (mean, std) of exp(E_x KL(p(y|x) ‖ p(y))) over splits.
 

@@ -16,6 +16,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from .pipelines import ImpactPipeline
 
+
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "default_model"
 # The captions the default model was trained on, by sound (a copy of assets/animal_sounds/captions.json).
 TRAINING_CAPTIONS_FILE = "training_captions.json"
@@ -97,7 +98,9 @@ def load_default_pipeline(**kwargs) -> ImpactPipeline:
 
 
 @torch.no_grad()
-def unfamiliar_prompts(pipe: ImpactPipeline, prompts: list[str], model_path: str | Path = DEFAULT_MODEL_PATH) -> list[str]:
+def unfamiliar_prompts(
+    pipe: ImpactPipeline, prompts: list[str], model_path: str | Path = DEFAULT_MODEL_PATH
+) -> list[str]:
     """
     The prompts that are far from everything a model was trained on: the cosine similarity of their pooled sentence
     embedding (all-MiniLM-L6-v2's, for the default model) to every training caption in `model_path`'s

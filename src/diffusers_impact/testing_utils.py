@@ -17,12 +17,17 @@ from .models import ImpactDiffHead, ImpactTransformer
 from .pipelines import ImpactPipeline
 from .schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
 
+
 _WORDS = "a an the dog cat bird rain wind car engine hammer bark ing meow s ed on in of and very long loud soft water".split()
 
 
 def tiny_t5_tokenizer() -> T5Tokenizer:
     """A small Unigram T5 tokenizer built in code (unknown words map to `<unk>`)."""
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(f"▁{w}", -1.0) for w in _WORDS] + [(w, -2.0) for w in _WORDS]
+    vocab = (
+        [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+        + [(f"▁{w}", -1.0) for w in _WORDS]
+        + [(w, -2.0) for w in _WORDS]
+    )
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 

@@ -9,6 +9,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .schedulers import ImpactDiffHeadScheduler, mask_from_orders, random_orders
 
+
 _LOG_2 = math.log(2.0)
 
 
@@ -39,7 +40,10 @@ def sample_mask_ratio(generator: torch.Generator, min_mask_ratio: float = 0.7) -
 def _normal_kl(mean1, log_variance1, mean2, log_variance2):
     """KL(N(mean1, exp(log_variance1)) ‖ N(mean2, exp(log_variance2))), elementwise."""
     return 0.5 * (
-        -1.0 + log_variance2 - log_variance1 + torch.exp(log_variance1 - log_variance2)
+        -1.0
+        + log_variance2
+        - log_variance1
+        + torch.exp(log_variance1 - log_variance2)
         + (mean1 - mean2) ** 2 * torch.exp(-log_variance2)
     )
 
@@ -163,5 +167,10 @@ def masked_generative_loss(
     ).sample
     # Eq. 2: only masked positions enter the loss, so the head runs on those rows alone.
     return diffusion_head_loss(
-        diff_head, noise_scheduler, tokens[mask], hidden_states[mask], generator, diffusion_batch_mul=diffusion_batch_mul
+        diff_head,
+        noise_scheduler,
+        tokens[mask],
+        hidden_states[mask],
+        generator,
+        diffusion_batch_mul=diffusion_batch_mul,
     )

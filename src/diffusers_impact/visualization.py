@@ -28,12 +28,14 @@ def save_mel_spectrograms_png(mel_spectrograms, titles: list[str], path: str | P
 
     mel_spectrograms = np.asarray(mel_spectrograms, dtype=np.float32)
     if mel_spectrograms.ndim != 3 or len(mel_spectrograms) != len(titles):
-        raise ValueError(f"Expected (n, frames, mels) spectrograms with n titles, got {mel_spectrograms.shape} and {len(titles)}.")
+        raise ValueError(
+            f"Expected (n, frames, mels) spectrograms with n titles, got {mel_spectrograms.shape} and {len(titles)}."
+        )
     columns = min(columns, len(titles))
     rows = -(-len(titles) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 2.4 * rows), squeeze=False)
     low, high = np.percentile(mel_spectrograms, [1, 99.5])
-    for axis in axes.flat[len(titles):]:
+    for axis in axes.flat[len(titles) :]:
         axis.axis("off")
     for axis, mel, title in zip(axes.flat, mel_spectrograms, titles):
         axis.imshow(mel.T, origin="lower", aspect="auto", cmap="magma", vmin=low, vmax=high)

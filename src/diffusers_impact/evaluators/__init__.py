@@ -17,6 +17,7 @@ from .evaluator import (
 from .panns import Cnn14, Cnn14Output, PannsLogMel, PannsSpectrogram
 from .vggish import VGGish, vggish_examples, vggish_log_mel, vggish_mel_filterbank
 
+
 __all__ = [
     "CLAP_MODEL_ID",
     "PANNS_CNN14_16K_URL",

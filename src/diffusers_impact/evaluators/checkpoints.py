@@ -14,6 +14,7 @@ import huggingface_hub
 import numpy as np
 import torch
 
+
 # audioldm_eval downloads these (evaluation.md §1, "Where weights come from").
 PANNS_CNN14_16K_URL = "https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth"
 VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"

@@ -1,16 +1,16 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """The CLAP score (paper App. F.4) with 🤗 transformers' `ClapModel`, deterministic (evaluation.md §2)."""
 
-import math
 import os
 
 import numpy as np
-import scipy.signal
 import torch
 import torch.nn.functional as F
 from transformers import ClapModel, ClapProcessor
 
+from ..audio import resample
 from .checkpoints import CLAP_MODEL_ID
+
 
 # laion_clap tokenizes text with `max_length=77` (`tokenizer(..., truncation=True, max_length=77)`).
 CLAP_MAX_TEXT_TOKENS = 77
@@ -137,9 +137,7 @@ class ClapScorer:
         waveform = np.asarray(waveform, dtype=np.float64)
         if waveform.ndim != 1:
             raise ValueError(f"Each waveform must be mono (1-D), got shape {waveform.shape}.")
-        if sampling_rate != extractor.sampling_rate:
-            divisor = math.gcd(int(sampling_rate), int(extractor.sampling_rate))
-            waveform = scipy.signal.resample_poly(waveform, extractor.sampling_rate // divisor, sampling_rate // divisor)
+        waveform = resample(waveform, sampling_rate, extractor.sampling_rate)
         return waveform[: extractor.nb_max_samples]  # the first 10 s: no random crop or fusion (evaluation.md §2)
 
     @torch.no_grad()
@@ -175,11 +173,14 @@ class ClapScorer:
         extractor = self.processor.feature_extractor
         embeddings = []
         for start in range(0, len(waveforms), self.batch_size):
-            batch = [self.prepare_audio(waveform, sampling_rate) for waveform in waveforms[start : start + self.batch_size]]
+            batch = [
+                self.prepare_audio(waveform, sampling_rate) for waveform in waveforms[start : start + self.batch_size]
+            ]
             inputs = extractor(batch, sampling_rate=extractor.sampling_rate, return_tensors="pt")
             is_longer = torch.zeros_like(inputs["is_longer"], dtype=torch.bool)  # no clip is over 10 s any more
             features = self.model.get_audio_features(
-                input_features=inputs["input_features"].to(self.device, self.model.dtype), is_longer=is_longer.to(self.device)
+                input_features=inputs["input_features"].to(self.device, self.model.dtype),
+                is_longer=is_longer.to(self.device),
             )
             features = features if isinstance(features, torch.Tensor) else features.pooler_output  # transformers 4 / 5
             embeddings.append(F.normalize(features.float(), dim=-1).cpu())

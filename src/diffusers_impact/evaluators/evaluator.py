@@ -6,24 +6,23 @@ FD, KL and IS use PANNs Cnn14, FAD uses VGGish, computed as audioldm_eval does (
 in [`diffusers_impact.evaluation`]); CLAP is the cosine similarity of each generated clip with its caption (§2).
 """
 
-import math
 import os
 from collections.abc import Mapping
 
 import numpy as np
-import scipy.signal
 import soundfile
 import torch
 from tqdm.auto import tqdm
 
+from ..audio import AUDIO_EXTENSIONS, resample
 from ..evaluation import frechet_distance_from_features, inception_score, kl_divergence
 from .checkpoints import CLAP_MODEL_ID, PANNS_CNN14_16K_URL, VGGISH_URL
 from .clap import ClapScorer
 from .panns import Cnn14
 from .vggish import VGGish, vggish_examples
 
+
 # Files read as clips; anything else in the folders (e.g. a metrics JSON) is ignored.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 EVALUATION_SAMPLING_RATE = 16000
 # audioldm_eval `pad_short_audio`: clips shorter than 2 s are zero-padded to 2 s before PANNs and VGGish.
 MIN_EVALUATION_SAMPLES = 32000
@@ -70,7 +69,9 @@ def list_audio_files(folder: str | os.PathLike) -> dict[str, str]:
         if extension.lower() not in AUDIO_EXTENSIONS or not os.path.isfile(os.path.join(folder, file_name)):
             continue
         if name in files:
-            raise ValueError(f"Two files in {folder!r} are both clip {name!r}: {os.path.basename(files[name])} and {file_name}.")
+            raise ValueError(
+                f"Two files in {folder!r} are both clip {name!r}: {os.path.basename(files[name])} and {file_name}."
+            )
         files[name] = os.path.join(folder, file_name)
     if not files:
         raise ValueError(f"Audio folder {folder!r} has no audio files ({', '.join(AUDIO_EXTENSIONS)}).")
@@ -88,9 +89,7 @@ def _evaluation_waveform(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
     # audioldm_eval `WaveDataset.read_from_file`: first channel, minus its mean, resampled to 16 kHz, padded to 2 s
     waveform = samples[:, 0].astype(np.float64)
     waveform = waveform - waveform.mean()
-    if sampling_rate != EVALUATION_SAMPLING_RATE:
-        divisor = math.gcd(int(sampling_rate), EVALUATION_SAMPLING_RATE)
-        waveform = scipy.signal.resample_poly(waveform, EVALUATION_SAMPLING_RATE // divisor, sampling_rate // divisor)
+    waveform = resample(waveform, sampling_rate, EVALUATION_SAMPLING_RATE)
     if waveform.shape[0] < MIN_EVALUATION_SAMPLES:
         waveform = np.pad(waveform, (0, MIN_EVALUATION_SAMPLES - waveform.shape[0]))
     return waveform.astype(np.float32)
@@ -290,14 +289,18 @@ class AudioEvaluator:
                 raise ValueError(f"No caption for clip(s) {_describe_names(missing)} of {os.fspath(folder)!r}.")
         chunk_size = self.clap.batch_size if score_captions else 1
         embeddings, logits, frames, similarities = [], [], [], []
-        with tqdm(total=len(names), desc=f"Clips in {os.path.basename(os.path.normpath(folder))}", disable=not progress) as bar:
+        with tqdm(
+            total=len(names), desc=f"Clips in {os.path.basename(os.path.normpath(folder))}", disable=not progress
+        ) as bar:
             for start in range(0, len(names), chunk_size):
                 chunk = names[start : start + chunk_size]
                 clap_waveforms = []
                 for name in chunk:
                     samples, sampling_rate = _read(files[name])
                     waveform = _evaluation_waveform(samples, sampling_rate)
-                    output = self.panns(torch.from_numpy(waveform)[None].to(self.device))  # batch size 1, as audioldm_eval
+                    output = self.panns(
+                        torch.from_numpy(waveform)[None].to(self.device)
+                    )  # batch size 1, as audioldm_eval
                     embeddings.append(output.embedding.float().cpu().numpy())
                     logits.append(output.logits.float().cpu().numpy())
                     frames.append(self.vggish(vggish_examples(waveform).to(self.device)).float().cpu().numpy())

@@ -19,6 +19,7 @@ from torch import nn
 from ..audio import mel_filterbank
 from .checkpoints import PANNS_CNN14_16K_SHA256, PANNS_CNN14_16K_URL, load_checkpoint
 
+
 # audioldm_eval `EvaluationHelper(16000, ...)`: Cnn14(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64,
 # fmin=50, fmax=8000, classes_num=527).
 PANNS_SAMPLING_RATE = 16000

@@ -15,6 +15,7 @@ from torch import nn
 
 from .checkpoints import VGGISH_SHA256, VGGISH_URL, load_checkpoint
 
+
 # torchvggish `vggish_params.py`.
 VGGISH_SAMPLING_RATE = 16000
 VGGISH_WINDOW_LENGTH = 400  # STFT_WINDOW_LENGTH_SECONDS 0.025 at 16 kHz

@@ -2,4 +2,13 @@ from .diff_head_impact import ImpactDiffHead, ImpactDiffHeadOutput
 from .transformer_impact import ImpactTransformer, ImpactTransformerOutput
 from .vocoder_griffin_lim import GriffinLimVocoder, load_vocoder, vocoder_front_end
 
-__all__ = ["GriffinLimVocoder", "ImpactDiffHead", "ImpactDiffHeadOutput", "ImpactTransformer", "ImpactTransformerOutput", "load_vocoder", "vocoder_front_end"]
+
+__all__ = [
+    "GriffinLimVocoder",
+    "ImpactDiffHead",
+    "ImpactDiffHeadOutput",
+    "ImpactTransformer",
+    "ImpactTransformerOutput",
+    "load_vocoder",
+    "vocoder_front_end",
+]

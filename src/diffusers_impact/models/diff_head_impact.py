@@ -63,7 +63,9 @@ class ImpactTimestepEmbedder(nn.Module):
     def __init__(self, channels: int, frequency_embedding_size: int = 256):
         super().__init__()
         self.frequencies = Timesteps(frequency_embedding_size, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.mlp = nn.Sequential(nn.Linear(frequency_embedding_size, channels), nn.SiLU(), nn.Linear(channels, channels))
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_embedding_size, channels), nn.SiLU(), nn.Linear(channels, channels)
+        )
 
     def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
         frequencies = self.frequencies(timesteps).to(self.mlp[0].weight.dtype)

@@ -106,7 +106,9 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
                 f"patch_size ({patch_size})."
             )
         if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads}).")
+            raise ValueError(
+                f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})."
+            )
         token_dim = latent_channels * patch_size**2
         num_condition_slots = max_text_length + (1 if pooled_text_embed_dim else 0)
         sequence_slots = num_condition_slots + self.num_tokens
@@ -176,7 +178,11 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
         """`(B, C, T, F)` VAE latents → `(B, T/p · F/p, C·p²)` tokens in time-major raster order (MAR's layout)."""
         batch_size, channels, length, width = latents.shape
         p = self.config.patch_size
-        if (channels, length, width) != (self.config.latent_channels, self.config.latent_length, self.config.latent_width):
+        if (channels, length, width) != (
+            self.config.latent_channels,
+            self.config.latent_length,
+            self.config.latent_width,
+        ):
             raise ValueError(
                 f"Expected latents of shape (batch, {self.config.latent_channels}, {self.config.latent_length}, "
                 f"{self.config.latent_width}), got {tuple(latents.shape)}."
@@ -239,7 +245,9 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
 
         # Enc_φ1 (Eq. 7): visible latent tokens only, in positional order; masked ones are dropped, not zeroed.
         visible_positions = torch.argsort(mask.to(torch.int8), dim=1, stable=True)[:, :num_visible]
-        visible_tokens = torch.gather(hidden_states, 1, visible_positions.unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1]))
+        visible_tokens = torch.gather(
+            hidden_states, 1, visible_positions.unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1])
+        )
         encoder_slots = torch.cat([condition_slots, latent_slots + visible_positions], dim=1)
         sequence = torch.cat([condition_tokens, self.latent_proj(visible_tokens)], dim=1)
         sequence = self.encoder_input_norm(sequence + self.encoder_pos_embed[0][encoder_slots])
@@ -257,9 +265,12 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
             1, visible_positions.unsqueeze(-1).expand(-1, -1, sequence.shape[-1]), sequence[:, num_condition:]
         )
         decoder_slots = torch.cat(
-            [condition_slots, latent_slots + torch.arange(num_tokens, device=mask.device).expand(batch_size, -1)], dim=1
+            [condition_slots, latent_slots + torch.arange(num_tokens, device=mask.device).expand(batch_size, -1)],
+            dim=1,
         )
-        sequence = torch.cat([sequence[:, :num_condition], latent_sequence], dim=1) + self.decoder_pos_embed[0][decoder_slots]
+        sequence = (
+            torch.cat([sequence[:, :num_condition], latent_sequence], dim=1) + self.decoder_pos_embed[0][decoder_slots]
+        )
         if attention_mask is not None:
             all_latents = torch.ones(batch_size, 1, num_tokens, dtype=torch.bool, device=mask.device)
             attention_mask = torch.cat([attention_mask[:, :, :num_condition], all_latents], dim=2)
@@ -270,7 +281,9 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
             return (output,)
         return ImpactTransformerOutput(sample=output)
 
-    def _embed_condition(self, encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition, batch_size):
+    def _embed_condition(
+        self, encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition, batch_size
+    ):
         """Validate the condition inputs; return its tokens `(B, L, D)`, position slots `(B, L)` and key mask (or `None`)."""
         device = self.null_condition.device
         if encoder_hidden_states is None:
@@ -278,14 +291,19 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
                 raise ValueError("`pooled_projections` was given without `encoder_hidden_states`.")
             tokens = self.null_condition.expand(batch_size, 1, -1)
             return tokens, torch.zeros(batch_size, 1, dtype=torch.long, device=device), None
-        if encoder_hidden_states.shape[0] != batch_size or encoder_hidden_states.shape[-1] != self.config.text_embed_dim:
+        if (
+            encoder_hidden_states.shape[0] != batch_size
+            or encoder_hidden_states.shape[-1] != self.config.text_embed_dim
+        ):
             raise ValueError(
                 f"`encoder_hidden_states` must have shape ({batch_size}, text_length, {self.config.text_embed_dim}), "
                 f"got {tuple(encoder_hidden_states.shape)}."
             )
         text_length = encoder_hidden_states.shape[1]
         if text_length > self.config.max_text_length:
-            raise ValueError(f"The text has {text_length} tokens; this model takes at most {self.config.max_text_length}.")
+            raise ValueError(
+                f"The text has {text_length} tokens; this model takes at most {self.config.max_text_length}."
+            )
         if encoder_attention_mask is None:
             encoder_attention_mask = torch.ones(batch_size, text_length, dtype=torch.bool, device=device)
         elif encoder_attention_mask.shape != (batch_size, text_length):
@@ -293,17 +311,24 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
                 f"`encoder_attention_mask` must have shape ({batch_size}, {text_length}), got {tuple(encoder_attention_mask.shape)}."
             )
         if self.pooled_text_proj is not None:
-            if pooled_projections is None or pooled_projections.shape != (batch_size, self.config.pooled_text_embed_dim):
+            if pooled_projections is None or pooled_projections.shape != (
+                batch_size,
+                self.config.pooled_text_embed_dim,
+            ):
                 got = None if pooled_projections is None else tuple(pooled_projections.shape)
                 raise ValueError(
                     f"This model takes a pooled text embedding: `pooled_projections` must have shape "
                     f"({batch_size}, {self.config.pooled_text_embed_dim}), got {got}."
                 )
         elif pooled_projections is not None:
-            raise ValueError("This model was configured without a pooled text embedding (`pooled_text_embed_dim=None`).")
+            raise ValueError(
+                "This model was configured without a pooled text embedding (`pooled_text_embed_dim=None`)."
+            )
         if drop_condition is None:
             drop_condition = torch.zeros(batch_size, dtype=torch.bool, device=device)
-        return self._embed_condition_tokens(encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition.bool())
+        return self._embed_condition_tokens(
+            encoder_hidden_states, encoder_attention_mask, pooled_projections, drop_condition.bool()
+        )
 
     def _embed_condition_tokens(self, encoder_hidden_states, encoder_attention_mask, pooled_projections, drop):
         """Condition tokens `(B, L, D)`, their position slots `(B, L)` and key mask `(B, L)`."""
@@ -319,9 +344,13 @@ class ImpactTransformer(ModelMixin, ConfigMixin):
         tokens, slots, key_mask = torch.cat(tokens, dim=1), torch.cat(slots), torch.cat(key_mask, dim=1)
         # Null condition (classifier-free guidance, §3.1.2): it takes the first slot alone, the rest is masked out.
         drop_rows = drop.view(batch_size, 1, 1)
-        first_token = torch.where(drop_rows, self.null_condition.to(tokens.dtype).expand(batch_size, 1, -1), tokens[:, :1])
+        first_token = torch.where(
+            drop_rows, self.null_condition.to(tokens.dtype).expand(batch_size, 1, -1), tokens[:, :1]
+        )
         tokens = torch.cat([first_token, tokens[:, 1:]], dim=1)
-        key_mask = torch.cat([key_mask[:, :1] | drop.view(batch_size, 1), key_mask[:, 1:] & ~drop.view(batch_size, 1)], dim=1)
+        key_mask = torch.cat(
+            [key_mask[:, :1] | drop.view(batch_size, 1), key_mask[:, 1:] & ~drop.view(batch_size, 1)], dim=1
+        )
         slots = slots.expand(batch_size, -1).clone()
         slots[:, 0] = torch.where(drop, 0, slots[:, 0])  # the null condition's slot
         return tokens, slots, key_mask

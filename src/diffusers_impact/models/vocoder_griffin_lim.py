@@ -110,8 +110,13 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
         log_mel = torch.cat([spectrogram, spectrogram[:, -1:]], dim=1).float().transpose(1, 2)
         magnitudes = self.mel_to_linear_magnitudes(log_mel.exp())
         num_samples = spectrogram.shape[1] * config.hop_length
-        stft_kwargs = {"n_fft": config.n_fft, "hop_length": config.hop_length, "win_length": config.win_length,
-                       "window": self.window.float(), "center": True}
+        stft_kwargs = {
+            "n_fft": config.n_fft,
+            "hop_length": config.hop_length,
+            "win_length": config.win_length,
+            "window": self.window.float(),
+            "center": True,
+        }
 
         def to_waveform(phases: torch.Tensor) -> torch.Tensor:
             return torch.istft(magnitudes * phases, length=num_samples, **stft_kwargs)

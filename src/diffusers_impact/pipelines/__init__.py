@@ -1,3 +1,4 @@
 from .pipeline_impact import ImpactPipeline
 
+
 __all__ = ["ImpactPipeline"]

@@ -35,6 +35,7 @@ from ..models import GriffinLimVocoder, ImpactDiffHead, ImpactTransformer, vocod
 from ..schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
 from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
 
+
 logger = logging.get_logger(__name__)
 
 OUTPUT_TYPES = ("np", "pt", "latent")
@@ -167,7 +168,9 @@ def _check_pipeline_folder(folder: str, passed_components: set[str]) -> None:
             continue
         config_path = os.path.join(component_folder, config_name)
         if not os.path.isfile(config_path):
-            raise FileNotFoundError(f"{config_path} is missing: the `{name}` component ({class_name}) needs its config.")
+            raise FileNotFoundError(
+                f"{config_path} is missing: the `{name}` component ({class_name}) needs its config."
+            )
         try:
             config = json.loads(Path(config_path).read_text(encoding="utf-8"))
         except ValueError as error:
@@ -208,7 +211,11 @@ def _download_loader_files(repo_id: str, kwargs: dict) -> str | None:
     checked before diffusers imports them; returns the snapshot folder, or `None` where the repo cannot be read
     (diffusers then reports why).
     """
-    options = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only", "force_download") if key in kwargs}
+    options = {
+        key: kwargs[key]
+        for key in ("cache_dir", "revision", "token", "local_files_only", "force_download")
+        if key in kwargs
+    }
     try:
         index_file = hf_hub_download(repo_id, "model_index.json", **options)
     except (OSError, ValueError):
@@ -320,7 +327,9 @@ class ImpactPipeline(DiffusionPipeline):
     ):
         super().__init__()
         if pooled_text_embedding not in POOLED_TEXT_EMBEDDINGS:
-            raise ValueError(f"`pooled_text_embedding` must be one of {POOLED_TEXT_EMBEDDINGS}, got {pooled_text_embedding!r}.")
+            raise ValueError(
+                f"`pooled_text_embedding` must be one of {POOLED_TEXT_EMBEDDINGS}, got {pooled_text_embedding!r}."
+            )
         config = transformer.config if transformer is not None else None
         if (
             config is not None
@@ -401,7 +410,8 @@ class ImpactPipeline(DiffusionPipeline):
         it is moved to the device once (accelerate's offload hook needs a parameter to know where a model is).
         """
         parameterless = [
-            name for name, component in self.components.items()
+            name
+            for name, component in self.components.items()
             if isinstance(component, torch.nn.Module) and next(component.parameters(), None) is None
         ]
         self._exclude_from_cpu_offload = parameterless
@@ -472,7 +482,11 @@ class ImpactPipeline(DiffusionPipeline):
             rows = ["| component | class | parameters |", "|---|---|---|"]
             for name, component in self.components.items():
                 if component is not None:
-                    size = sum(p.numel() for p in component.parameters()) if isinstance(component, torch.nn.Module) else None
+                    size = (
+                        sum(p.numel() for p in component.parameters())
+                        if isinstance(component, torch.nn.Module)
+                        else None
+                    )
                     rows.append(f"| `{name}` | `{type(component).__name__}` | {'' if size is None else f'{size:,}'} |")
             components = "\n".join(rows)
         template = resources.files("diffusers_impact").joinpath("model_card.md")
@@ -510,7 +524,9 @@ class ImpactPipeline(DiffusionPipeline):
         `commit_message`, `create_pr` and `model_card` are read from `kwargs`); a card already on the Hub is kept,
         else `model_card` or a new one is uploaded.
         """
-        super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size)
+        super().save_pretrained(
+            save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size
+        )
         write_loader_files(save_directory)
         card_path = os.path.join(save_directory, "README.md")
         if not push_to_hub:
@@ -596,7 +612,11 @@ class ImpactPipeline(DiffusionPipeline):
             pooled_prompt_embeds = F.normalize((prompt_embeds * weights).sum(1) / weights.sum(1), dim=-1)
         elif pooled_source == "clap":
             clap_inputs = self.clap_tokenizer(
-                prompt, padding=True, max_length=self.clap_tokenizer.model_max_length, truncation=True, return_tensors="pt"
+                prompt,
+                padding=True,
+                max_length=self.clap_tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
             )
             pooled_prompt_embeds = self.clap_text_encoder(
                 clap_inputs.input_ids.to(device), attention_mask=clap_inputs.attention_mask.to(device)
@@ -642,7 +662,9 @@ class ImpactPipeline(DiffusionPipeline):
                 negative_prompt, device
             )
         elif negative_prompt_embeds is not None and negative_prompt_attention_mask is None:
-            negative_prompt_attention_mask = torch.ones(negative_prompt_embeds.shape[:2], dtype=torch.bool, device=device)
+            negative_prompt_attention_mask = torch.ones(
+                negative_prompt_embeds.shape[:2], dtype=torch.bool, device=device
+            )
         if not do_classifier_free_guidance:
             negative_prompt_embeds = negative_prompt_attention_mask = negative_pooled_prompt_embeds = None
 
@@ -683,19 +705,29 @@ class ImpactPipeline(DiffusionPipeline):
             return condition
         batch_size = prompt_embeds.shape[0]
         if negative_prompt_embeds is None:  # learned null condition (App. A: ε_uncond "without the text condition")
-            condition = {name: None if value is None else torch.cat([value, value]) for name, value in condition.items()}
+            condition = {
+                name: None if value is None else torch.cat([value, value]) for name, value in condition.items()
+            }
             condition["drop_condition"] = torch.arange(2 * batch_size, device=prompt_embeds.device) >= batch_size
             return condition
         # Pad both sequences to one length; padding is masked out of attention, so the result does not change.
         length = max(prompt_embeds.shape[1], negative_prompt_embeds.shape[1])
 
         def pad(tensor):
-            return F.pad(tensor, (0, 0, 0, length - tensor.shape[1])) if tensor.ndim == 3 else F.pad(tensor, (0, length - tensor.shape[1]))
+            return (
+                F.pad(tensor, (0, 0, 0, length - tensor.shape[1]))
+                if tensor.ndim == 3
+                else F.pad(tensor, (0, length - tensor.shape[1]))
+            )
 
         condition["encoder_hidden_states"] = torch.cat([pad(prompt_embeds), pad(negative_prompt_embeds)]).to(dtype)
-        condition["encoder_attention_mask"] = torch.cat([pad(prompt_attention_mask), pad(negative_prompt_attention_mask)]).bool()
+        condition["encoder_attention_mask"] = torch.cat(
+            [pad(prompt_attention_mask), pad(negative_prompt_attention_mask)]
+        ).bool()
         if pooled_prompt_embeds is not None:
-            condition["pooled_projections"] = torch.cat([pooled_prompt_embeds, negative_pooled_prompt_embeds]).to(dtype)
+            condition["pooled_projections"] = torch.cat([pooled_prompt_embeds, negative_pooled_prompt_embeds]).to(
+                dtype
+            )
         return condition
 
     # ----------------------------------------------------------------------------------------------- input checking
@@ -737,7 +769,9 @@ class ImpactPipeline(DiffusionPipeline):
                 raise ValueError("`prompt` contains an empty string; describe the sound to generate.")
             batch_size = len(prompts)
         else:
-            batch_size = self._check_embeds("prompt_embeds", prompt_embeds, prompt_attention_mask, pooled_prompt_embeds)
+            batch_size = self._check_embeds(
+                "prompt_embeds", prompt_embeds, prompt_attention_mask, pooled_prompt_embeds
+            )
         if negative_prompt is not None and negative_prompt_embeds is not None:
             raise ValueError("Pass at most one of `negative_prompt` or `negative_prompt_embeds`.")
         if negative_prompt is not None:
@@ -750,7 +784,10 @@ class ImpactPipeline(DiffusionPipeline):
                 )
         if negative_prompt_embeds is not None:
             negative_batch = self._check_embeds(
-                "negative_prompt_embeds", negative_prompt_embeds, negative_prompt_attention_mask, negative_pooled_prompt_embeds
+                "negative_prompt_embeds",
+                negative_prompt_embeds,
+                negative_prompt_attention_mask,
+                negative_pooled_prompt_embeds,
             )
             if negative_batch != batch_size:
                 raise ValueError(
@@ -768,7 +805,10 @@ class ImpactPipeline(DiffusionPipeline):
                 "This transformer takes a pooled (CLAP) text embedding but the pipeline has no `clap_text_encoder`: "
                 "load one or pass `prompt_embeds` with `pooled_prompt_embeds`."
             )
-        integer_arguments = [("num_inference_steps", num_inference_steps), ("num_waveforms_per_prompt", num_waveforms_per_prompt)]
+        integer_arguments = [
+            ("num_inference_steps", num_inference_steps),
+            ("num_waveforms_per_prompt", num_waveforms_per_prompt),
+        ]
         if isinstance(num_diffusion_steps, (tuple, list)):  # (first, last): diffusion step annealing
             if len(num_diffusion_steps) != 2:
                 raise ValueError(
@@ -794,7 +834,9 @@ class ImpactPipeline(DiffusionPipeline):
                 "or temperature=1.0."
             )
         max_length = self.max_audio_length_in_s
-        if audio_length_in_s is not None and not (_is_finite_real(audio_length_in_s) and 0 < audio_length_in_s <= max_length + 1e-9):
+        if audio_length_in_s is not None and not (
+            _is_finite_real(audio_length_in_s) and 0 < audio_length_in_s <= max_length + 1e-9
+        ):
             raise ValueError(
                 f"`audio_length_in_s` must be a number of seconds in (0, {max_length:.2f}] for this model, got "
                 f"{_describe(audio_length_in_s)}."
@@ -830,14 +872,19 @@ class ImpactPipeline(DiffusionPipeline):
         if tuple(latents.shape) != expected:
             raise ValueError(f"{name} must have shape {expected}, got {tuple(latents.shape)}.")
         if not latents.is_floating_point() or not torch.isfinite(latents).all():
-            raise ValueError(f"{name} must hold finite floating-point values (dtype {latents.dtype}, or NaN/inf found).")
+            raise ValueError(
+                f"{name} must hold finite floating-point values (dtype {latents.dtype}, or NaN/inf found)."
+            )
 
     def _check_embeds(self, name, embeds, attention_mask, pooled_embeds) -> int:
         """Validate one set of precomputed text embeddings and return its batch size."""
         config = self.transformer.config
         prefix = name.removesuffix("prompt_embeds")
-        for argument, value in ((name, embeds), (f"{prefix}prompt_attention_mask", attention_mask),
-                                (f"{prefix}pooled_prompt_embeds", pooled_embeds)):
+        for argument, value in (
+            (name, embeds),
+            (f"{prefix}prompt_attention_mask", attention_mask),
+            (f"{prefix}pooled_prompt_embeds", pooled_embeds),
+        ):
             if value is not None and not isinstance(value, torch.Tensor):
                 raise ValueError(f"`{argument}` must be a torch.Tensor, got {_describe(value)}.")
         for argument, value in ((name, embeds), (f"{prefix}pooled_prompt_embeds", pooled_embeds)):
@@ -885,7 +932,10 @@ class ImpactPipeline(DiffusionPipeline):
             return False
         if isinstance(self.head_scheduler, ImpactDiffHeadScheduler):
             return True
-        return isinstance(self.head_scheduler, DDPMScheduler) and self.head_scheduler.config.variance_type == "learned_range"
+        return (
+            isinstance(self.head_scheduler, DDPMScheduler)
+            and self.head_scheduler.config.variance_type == "learned_range"
+        )
 
     def sample_tokens(
         self,
@@ -954,7 +1004,10 @@ class ImpactPipeline(DiffusionPipeline):
         negative_pooled_prompt_embeds: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
-        callback_on_step_end: Callable[[Any, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end: Callable[[Any, int, int, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],
     ) -> AudioPipelineOutput | tuple:
         r"""
@@ -1118,7 +1171,9 @@ class ImpactPipeline(DiffusionPipeline):
                         )
                     if "latents" in callback_outputs:
                         new_latents = callback_outputs["latents"]
-                        self._check_latents("the `latents` returned by `callback_on_step_end`", new_latents, tokens.shape[0])
+                        self._check_latents(
+                            "the `latents` returned by `callback_on_step_end`", new_latents, tokens.shape[0]
+                        )
                         tokens = self.transformer.patchify(new_latents.to(device=tokens.device, dtype=tokens.dtype))
                     if not _is_finite_real(self._guidance_scale):
                         raise ValueError(
@@ -1144,4 +1199,3 @@ class ImpactPipeline(DiffusionPipeline):
         if not return_dict:
             return (audio,)
         return AudioPipelineOutput(audios=audio)
-

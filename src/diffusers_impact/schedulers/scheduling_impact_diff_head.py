@@ -32,7 +32,9 @@ def _cosine_betas(num_train_timesteps: int) -> np.ndarray:
         return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
 
     steps = range(num_train_timesteps)
-    return np.array([min(1 - alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps), 0.999) for i in steps])
+    return np.array(
+        [min(1 - alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps), 0.999) for i in steps]
+    )
 
 
 class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
@@ -124,7 +126,9 @@ class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
         """
         num_train_timesteps = self.config.num_train_timesteps
         if not 1 <= num_inference_steps <= num_train_timesteps:
-            raise ValueError(f"`num_inference_steps` must be in [1, {num_train_timesteps}], got {num_inference_steps}.")
+            raise ValueError(
+                f"`num_inference_steps` must be in [1, {num_train_timesteps}], got {num_inference_steps}."
+            )
         stride = (num_train_timesteps - 1) / (num_inference_steps - 1) if num_inference_steps > 1 else 0.0
         kept = sorted({round(k * stride) for k in range(num_inference_steps)})
         alphas_cumprod = self.alphas_cumprod.numpy()[kept]
@@ -232,7 +236,9 @@ class ImpactDiffHeadScheduler(SchedulerMixin, ConfigMixin):
             return (prev_sample, pred_original_sample)
         return ImpactDiffHeadSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.LongTensor) -> torch.Tensor:
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.LongTensor
+    ) -> torch.Tensor:
         """Forward process x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε on the full training schedule (one timestep per row)."""
         # Both coefficients in float64 before the cast: √(1 − ᾱ) near t = 0 loses its digits in float32 (as in MAR).
         alphas_cumprod = self.alphas_cumprod[timesteps.cpu()].view(-1, *([1] * (original_samples.ndim - 1)))

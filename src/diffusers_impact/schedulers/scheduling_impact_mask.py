@@ -10,6 +10,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+
 GUIDANCE_SCHEDULES = ("cosine", "linear", "constant")
 
 
@@ -103,7 +104,13 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
         num_masked, kept_iterations, masked_before, masked_after, scheduled_after = num_tokens, [], [], [], []
         for iteration in range(num_inference_steps):
             # §3.2.2: μ(t) = ⌊cos(π/2·(t+1)/T)·N⌋ with MAR's clamp to [1, n_masked − 1].
-            scheduled = max(1, min(num_masked - 1, math.floor(num_tokens * math.cos(math.pi / 2 * (iteration + 1) / num_inference_steps))))
+            scheduled = max(
+                1,
+                min(
+                    num_masked - 1,
+                    math.floor(num_tokens * math.cos(math.pi / 2 * (iteration + 1) / num_inference_steps)),
+                ),
+            )
             after = 0 if iteration == num_inference_steps - 1 else scheduled
             if after < num_masked:  # skip iterations with nothing to predict (possible when T > N)
                 kept_iterations.append(iteration)
@@ -123,7 +130,9 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
         """Tokens generated at each kept iteration."""
         return [before - after for before, after in zip(self.num_masked_before, self.num_masked_after)]
 
-    def guidance_scale_at(self, step_index: int, max_guidance_scale: float, guidance_schedule: str | None = None) -> float:
+    def guidance_scale_at(
+        self, step_index: int, max_guidance_scale: float, guidance_schedule: str | None = None
+    ) -> float:
         """
         Guidance scale β(t) of the `step_index`-th kept iteration (App. A, Eq. 5).
 
@@ -185,7 +194,9 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
         step_index = int((self.timesteps == int(timestep)).nonzero()[0])
         positions = self.positions_to_predict(step_index, orders)
         if model_output.shape[:2] != positions.shape:
-            raise ValueError(f"Expected {tuple(positions.shape)} generated tokens, got {tuple(model_output.shape[:2])}.")
+            raise ValueError(
+                f"Expected {tuple(positions.shape)} generated tokens, got {tuple(model_output.shape[:2])}."
+            )
         index = positions.unsqueeze(-1).expand(-1, -1, sample.shape[-1])
         prev_sample = sample.scatter(1, index, model_output.to(sample.dtype))
         mask = mask_from_orders(orders, self.num_masked_after[step_index])
