@@ -9,7 +9,7 @@ products, convolutions, attention), bytes as the least traffic the stage needs (
 read and its output written once). Its bound is max(FLOPs / peak, bytes / bandwidth), and the table reports
 measured / bound.
 
-Stages (components at their real sizes, random weights; `benchmark_pipeline.build_impact_pipeline`):
+Stages (components at their real sizes, random weights; `benchmark_models.build_impact_pipeline`):
 
 - `head call`: one call of `ImpactDiffHead` on `--head_rows` rows (one sampling step of the diffusion head; at T = 16
   the pipeline generates 16 tokens per iteration on average, ×2 for the guidance branches: 32 rows);
@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_pipeline import DEFAULT_PROMPT, build_impact_pipeline, prepare_pipeline  # noqa: E402
+from benchmark_models import DEFAULT_PROMPT, build_impact_pipeline, prepare_pipeline  # noqa: E402
 
 from diffusers_impact.pipelines.pipeline_impact import annealed_diffusion_steps  # noqa: E402
 

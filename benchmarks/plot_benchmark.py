@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+from extrapolation import lookup_latency
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 from paper_reference import (
@@ -56,15 +57,6 @@ def impact_curve(impact: dict, batch_size: int) -> tuple[list[tuple[int, float]]
         if p["batch_size"] == batch_size and p["head_steps"] == PAPER_HEAD_STEPS
     )
     return measured, extrapolated
-
-
-def audioldm_latency(audioldm: dict, batch_size: int) -> tuple[float, bool] | None:
-    """AudioLDM latency at 200 steps and whether it is extrapolated, or `None`."""
-    for entries, extrapolated in ((audioldm["measurements"], False), (audioldm["extrapolation"]["predictions"], True)):
-        for entry in entries:
-            if entry["batch_size"] == batch_size and entry["steps"] == AUDIOLDM_STEPS:
-                return entry["latency_s"], extrapolated
-    return None
 
 
 def plot_latency(axis, results: list[dict]) -> None:
@@ -119,10 +111,12 @@ def plot_latency(axis, results: list[dict]) -> None:
                     alpha=0.8,
                     label=f"IMPACT b={batch_size}, DiSA {', '.join(schedules)}, measured",
                 )
-            if "audioldm" in result and (reference := audioldm_latency(result["audioldm"], batch_size)):
-                latency, is_extrapolated = reference
+            if "audioldm" in result and (
+                reference := lookup_latency(result["audioldm"], batch_size, {"steps": AUDIOLDM_STEPS})
+            ):
+                latency, source = reference
                 label = f"AudioLDM-S {AUDIOLDM_STEPS} steps b={batch_size}" + (
-                    ", EXTRAPOLATED" if is_extrapolated else ""
+                    ", EXTRAPOLATED" if source == "extrapolated" else ""
                 )
                 axis.axhline(latency, color=color, linestyle="-.", linewidth=1, label=label)
     for batch_size in batch_sizes:

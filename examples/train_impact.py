@@ -16,6 +16,11 @@ is the output of `examples/precompute_latents.py` instead (the VAE then does not
 Every random draw of a batch (data order, crops, captions, masks, timesteps, noise, dropout) derives from `--seed`
 and the batch counter, so `--resume_from_checkpoint latest` continues exactly as an uninterrupted run would.
 `--deterministic` also fixes the order of the kernels' sums, so that two runs with the same seed give the same weights.
+A sample's draws derive from its position in the global batch, and the mask ratio is drawn once per global batch, so
+N processes of `--train_batch_size` B train like one process of N·B (gradients are averaged over the processes), up
+to float rounding and for a model without dropout (dropout masks depend on how the batch is laid out):
+
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 examples/train_impact.py ...   # two CPU processes (gloo)
 
 A checkpoint holds safetensors and JSON files only: resuming runs no code from it (nothing is unpickled). `latest`
 skips damaged checkpoints (a file missing or cut short), saying which file, and resumes from the newest intact one.
@@ -39,6 +44,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from diffusers.utils.torch_utils import randn_tensor
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -55,7 +61,7 @@ from diffusers_impact.data import (
     load_latent_dataset,
 )
 from diffusers_impact.models import vocoder_front_end
-from diffusers_impact.training_utils import masked_generative_loss
+from diffusers_impact.training_utils import masked_generative_loss, sample_mask_ratio, uniform_per_sample
 from diffusers_impact.visualization import save_mel_spectrograms_png
 
 
@@ -157,10 +163,24 @@ def check_audioldm_format(pipeline: ImpactPipeline) -> None:
         )
 
 
-def step_generators(seed: int, batch_counter: int, process_index: int) -> tuple[torch.Generator, np.random.Generator]:
-    """Independent, reproducible torch and NumPy generators for one batch of one process."""
-    state = np.random.SeedSequence([seed, batch_counter, process_index]).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0])), np.random.default_rng(int(state[1]))
+def batch_generators(
+    seed: int, batch_counter: int, first_position: int, num_samples: int
+) -> tuple[torch.Generator, list[torch.Generator], list[np.random.Generator]]:
+    """
+    Reproducible generators for one global batch: one for the batch itself (its mask ratio and dropout seed, the same
+    on every process), and a torch and a NumPy generator per sample, keyed by the sample's position in the global
+    batch (`first_position` is this process's first), so that no draw depends on how the batch is split.
+    """
+    batch_state = np.random.SeedSequence([seed, batch_counter]).generate_state(1)
+    sample_states = [
+        np.random.SeedSequence([seed, batch_counter, position]).generate_state(2)
+        for position in range(first_position, first_position + num_samples)
+    ]
+    return (
+        torch.Generator().manual_seed(int(batch_state[0])),
+        [torch.Generator().manual_seed(int(state[0])) for state in sample_states],
+        [np.random.default_rng(int(state[1])) for state in sample_states],
+    )
 
 
 def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int, process_index: int, num_processes: int):
@@ -451,33 +471,35 @@ def main(argv=None) -> None:
             dataset, batch_sampler=batches, collate_fn=list, num_workers=args.dataloader_num_workers
         )
         for examples in loader:
-            torch_generator, numpy_generator = step_generators(
-                args.seed, state["batch_counter"], accelerator.process_index
+            batch_generator, torch_generators, numpy_generators = batch_generators(
+                args.seed, state["batch_counter"], accelerator.process_index * args.train_batch_size, len(examples)
             )
             state["batch_counter"] += 1
             if args.train_latents:
-                batch = collate_latent_captions(examples, numpy_generator)
+                batch = collate_latent_captions(examples, numpy_generators)
                 with torch.no_grad():
-                    latents = batch["latent_mean"] + batch["latent_std"] * torch.randn(
-                        batch["latent_mean"].shape, generator=torch_generator
+                    latents = batch["latent_mean"] + batch["latent_std"] * randn_tensor(
+                        batch["latent_mean"].shape, generator=torch_generators
                     )
                     latents = (latents * pipeline.vae.config.scaling_factor).to(accelerator.device)
             else:
                 # Segments as long as the model's output (AudioLDM: 10.24 s, 1024 mel frames).
                 batch = collate_audio_captions(
-                    examples, numpy_generator, num_samples=pipeline.num_mel_frames * HOP_LENGTH
+                    examples, numpy_generators, num_samples=pipeline.num_mel_frames * HOP_LENGTH
                 )
+                # The kept samples' generators (unusable files are dropped from the batch).
+                torch_generators = [g for g, e in zip(torch_generators, examples) if e["skip_reason"] is None]
                 known = len(skipped)
                 skipped.update((e["index"], e["skip_reason"]) for e in examples if e["skip_reason"] is not None)
                 if len(skipped) > known:
                     logger.warning(f"Unusable audio files skipped so far: {dict(Counter(skipped.values()))}")
+                if not torch_generators:  # every file of the batch was unusable
+                    continue
                 with torch.no_grad():
                     waveforms = batch["waveforms"].to(accelerator.device, frozen_dtype)
                     latents = waveform_to_latents(
-                        pipeline.vae, waveforms, generator=torch_generator, num_frames=pipeline.num_mel_frames
+                        pipeline.vae, waveforms, generator=torch_generators, num_frames=pipeline.num_mel_frames
                     ).float()
-            if len(latents) == 0:
-                continue
             condition = {}
             if text_phase and "prompt_embeds" in batch:  # pre-computed text embeddings
                 condition = {
@@ -499,20 +521,23 @@ def main(argv=None) -> None:
                 }
             if args.text_token_dropout:  # text phase only (parse_args)
                 # The pooled slot stays a key whatever the token mask, so these samples see the pooled vector alone.
-                keep_tokens = torch.rand(len(latents), generator=torch_generator) >= args.text_token_dropout
+                keep_tokens = uniform_per_sample(len(latents), torch_generators) >= args.text_token_dropout
                 mask = condition["encoder_attention_mask"]
                 condition["encoder_attention_mask"] = mask.bool() & keep_tokens.to(mask.device).unsqueeze(1)
 
             with accelerator.accumulate(transformer, diff_head):
-                torch.manual_seed(int(torch.randint(0, 2**62, (), generator=torch_generator)))  # dropout
+                torch.manual_seed(int(torch.randint(0, 2**62, (), generator=batch_generator)))  # dropout
+                # One ratio per global batch (MAR draws one per batch; here the processes share it).
+                mask_ratio = args.mask_ratio
+                if mask_ratio is None:
+                    mask_ratio = sample_mask_ratio(batch_generator, args.min_mask_ratio)
                 loss = masked_generative_loss(
                     transformer,
                     diff_head,
                     noise_scheduler,
                     models["transformer"].patchify(latents),
-                    torch_generator,
-                    min_mask_ratio=args.min_mask_ratio,
-                    mask_ratio=args.mask_ratio,
+                    torch_generators,
+                    mask_ratio=mask_ratio,
                     diffusion_batch_mul=args.diffusion_batch_mul,
                     condition_drop_prob=args.condition_drop_prob if text_phase else 0.0,
                     **condition,

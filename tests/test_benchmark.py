@@ -19,10 +19,10 @@ def run_script(script: str, *arguments) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def benchmark_pipeline(monkeypatch):
-    """The runner imported as a module (it imports its sibling `paper_reference`)."""
+def benchmarks(monkeypatch):
+    """Imports a module of `benchmarks/` by name (the modules import their siblings, as when run as scripts)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("benchmark_pipeline")
+    return importlib.import_module
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +115,14 @@ def test_plot_writes_png(results_path, tmp_path):
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_fp16_on_cpu_is_a_clear_error(benchmark_pipeline, capsys):
+def test_fp16_on_cpu_is_a_clear_error(benchmarks, capsys):
     with pytest.raises(SystemExit):
-        benchmark_pipeline.parse_args(["--device", "cpu", "--dtype", "fp16"])
+        benchmarks("benchmark_pipeline").parse_args(["--device", "cpu", "--dtype", "fp16"])
     assert "fp16 is only supported on CUDA" in capsys.readouterr().err
 
 
-def test_extrapolation_recovers_linear_costs(benchmark_pipeline):
+def test_extrapolation_recovers_linear_costs(benchmarks):
+    extrapolation = benchmarks("extrapolation")
     # Stage times of an exact cost model: 1 s fixed, 0.5 s per transformer iteration, 0.01 + 0.002·T s per head step.
     measurements = [
         {
@@ -140,13 +141,13 @@ def test_extrapolation_recovers_linear_costs(benchmark_pipeline):
         for steps in (2, 4)
         for head_steps in (2, 3)
     ]
-    extrapolation = benchmark_pipeline.extrapolate(
+    extrapolated = extrapolation.extrapolate(
         measurements,
-        benchmark_pipeline.IMPACT_STAGE_SCALING,
+        extrapolation.IMPACT_STAGE_SCALING,
         "decoding_steps",
         [{"decoding_steps": 64, "head_steps": 100}],
     )
-    (prediction,) = extrapolation["predictions"]
+    (prediction,) = extrapolated["predictions"]
     expected = 0.2 + 0.5 * 64 + 100 * (0.01 + 0.002 * 64) + 0.5 + 0.3 + 0.001 * 64
     assert prediction["latency_s"] == pytest.approx(expected)
     assert prediction["breakdown_s"]["head"] == pytest.approx(100 * (0.01 + 0.002 * 64))
@@ -178,9 +179,10 @@ def test_readme_cpu_table_is_the_committed_json():
         assert float(over_200) == round(row["over_audioldm_200_steps"], 3)
 
 
-def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extrapolation(tmp_path, benchmark_pipeline):
-    assert benchmark_pipeline.head_steps_argument("50:5") == [50, 5]
-    assert benchmark_pipeline.head_steps_argument("100") == 100
+def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extrapolation(tmp_path, benchmarks):
+    head_steps_argument = benchmarks("benchmark_pipeline").head_steps_argument
+    assert head_steps_argument("50:5") == [50, 5]
+    assert head_steps_argument("100") == 100
     output = tmp_path / "disa.json"
     result = run_script(
         "benchmark_pipeline.py",

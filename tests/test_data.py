@@ -310,3 +310,24 @@ def test_without_captions_every_audio_file_appears_once(tmp_path):
     (tmp_path / "metadata.csv").write_text("file_name,caption\na.wav,one\na.wav,two\na.wav,three\nb.wav,four\n")
     assert len(load_audio_dataset(str(tmp_path), caption_column=None)) == 2
     assert len(load_audio_dataset(str(tmp_path))) == 2
+
+
+def test_collating_with_one_generator_per_example_equals_collating_each_example_alone():
+    from diffusers_impact.data import collate_audio_captions
+
+    examples = [
+        {
+            "index": index,
+            "waveform": np.sin(np.arange(100) * (index + 1)),
+            "captions": ["a", "b", "c"],
+            "skip_reason": None,
+        }
+        for index in range(3)
+    ]
+    together = collate_audio_captions(examples, [np.random.default_rng(seed) for seed in (1, 2, 3)], num_samples=16)
+    for index, seed in enumerate((1, 2, 3)):
+        alone = collate_audio_captions([examples[index]], [np.random.default_rng(seed)], num_samples=16)
+        assert torch.equal(together["waveforms"][index], alone["waveforms"][0])
+        assert together["captions"][index] == alone["captions"][0]
+    with pytest.raises(ValueError, match="2 generators for 3 examples"):
+        collate_audio_captions(examples, [np.random.default_rng(0)] * 2, num_samples=16)

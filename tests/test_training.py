@@ -2,8 +2,10 @@
 
 import argparse
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import torch
 from helpers import EXAMPLES, Payload, load_example
 from safetensors.torch import load_file
 
-from diffusers_impact import ImpactPipeline
+from diffusers_impact import ImpactPipeline, ImpactTransformer
 from diffusers_impact.data import (
     LatentCaptionDataset,
     collate_latent_captions,
@@ -197,6 +199,82 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(workspac
     assert resumed.keys() == reference.keys()
     assert all(torch.equal(resumed[name], reference[name]) for name in reference)
     assert any(not torch.equal(reference[name], weights(workspace / "init")[name]) for name in reference)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_train_like_one_process_with_the_same_global_batch(workspace):
+    """accelerate on two CPU processes (gloo, launched by torchrun): every draw is keyed by the sample's place in the
+    global batch, so 2 × 2 samples per step end with the weights of 1 × 4, up to float rounding. The transformer
+    has no dropout here (dropout masks depend on how the batch is laid out)."""
+    pipeline = ImpactPipeline.from_pretrained(workspace / "init")
+    config = dict(pipeline.transformer.config)
+    without_dropout = ImpactTransformer.from_config({**config, "dropout": 0.0})
+    without_dropout.load_state_dict(pipeline.transformer.state_dict())
+    pipeline.transformer = without_dropout
+    pipeline.save_pretrained(workspace / "init-no-dropout")
+    rng, shape = np.random.default_rng(1), (8, 256, 16)
+    records = [
+        {
+            "latent_mean": rng.standard_normal(shape).astype(np.float16),
+            "latent_std": np.full(shape, 0.1, np.float16),
+            "captions": [f"a tone number {index}", f"a beep {index}"],
+        }
+        for index in range(8)
+    ]
+    save_latent_dataset(records, workspace / "captioned-latents")
+    arguments = [
+        EXAMPLES / "train_impact.py",
+        "--pipeline",
+        workspace / "init-no-dropout",
+        "--phase",
+        "text",
+        "--train_latents",
+        workspace / "captioned-latents",
+        "--max_train_steps",
+        3,
+        "--checkpointing_steps",
+        100,
+        "--validation_steps",
+        100,
+        "--condition_drop_prob",
+        0.5,
+        "--deterministic",
+        *COMMON,
+    ]
+    arguments = [str(argument) for argument in arguments]
+    one = [sys.executable, *arguments, "--output_dir", str(workspace / "one-process")]
+    one[one.index("--train_batch_size") + 1] = "4"
+    two = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        *arguments,
+        "--output_dir",
+        str(workspace / "two-processes"),
+    ]
+    two[two.index("--train_batch_size") + 1] = "2"
+    environment = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
+    for command in (one, two):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+        assert result.returncode == 0, result.stderr[-3000:]
+    two_processes, one_process = weights(workspace / "two-processes"), weights(workspace / "one-process")
+    assert two_processes.keys() == one_process.keys()
+    # Not the attention key biases: softmax ignores a shift shared by all keys, so their true gradient is 0 and what
+    # Adam's normalised step makes of the rounding noise differs by layout (seen: 1e-5 either way, from 0 moved 1e-5).
+    compared = [name for name in one_process if not name.endswith("to_k.bias")]
+    for name in compared:
+        torch.testing.assert_close(two_processes[name], one_process[name], rtol=1e-4, atol=1e-6, msg=name)
+    initial = weights(workspace / "init-no-dropout")
+    assert all((one_process[name] - initial[name]).abs().max() > 1e-4 for name in compared)  # all of them trained
 
 
 @pytest.fixture(scope="module")

@@ -598,3 +598,37 @@ def test_gradients_reach_transformer_and_head(tiny, conditional):
 def test_mask_ratio_validation(tiny, mask_ratio):
     with pytest.raises(ValueError):
         run(tiny, mask_ratio=mask_ratio)
+
+
+def per_sample_loss(tiny, samples, seeds, **kwargs):
+    with torch.no_grad():
+        return masked_generative_loss(
+            tiny["transformer"],
+            tiny["head"],
+            tiny["scheduler"],
+            tiny["tokens"][samples],
+            [torch.Generator().manual_seed(seed) for seed in seeds],
+            mask_ratio=0.5,
+            diffusion_batch_mul=2,
+            encoder_hidden_states=tiny["text"][samples],
+            condition_drop_prob=0.5,
+            **kwargs,
+        )
+
+
+def test_one_generator_per_sample_makes_the_loss_independent_of_how_the_batch_is_split(tiny):
+    """What distributed training relies on: the loss of a batch of three is the mean of its samples' losses computed
+    one at a time with the same generators (every sample masks as many tokens, so the means weigh them equally)."""
+    whole = per_sample_loss(tiny, [0, 1, 2], seeds=[5, 6, 7])
+    one_at_a_time = [per_sample_loss(tiny, [index], seeds=[seed]) for index, seed in zip([0, 1, 2], [5, 6, 7])]
+    torch.testing.assert_close(whole, torch.stack(one_at_a_time).mean(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(whole, per_sample_loss(tiny, [0, 1, 2], seeds=[5, 6, 8]))  # the generators are used
+
+
+def test_one_generator_per_sample_needs_the_batchs_mask_ratio_and_one_generator_each(tiny):
+    generators = [torch.Generator().manual_seed(seed) for seed in range(3)]
+    arguments = (tiny["transformer"], tiny["head"], tiny["scheduler"], tiny["tokens"])
+    with pytest.raises(ValueError, match="pass `mask_ratio`"):
+        masked_generative_loss(*arguments, generators)
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        masked_generative_loss(*arguments, generators[:2], mask_ratio=0.5)

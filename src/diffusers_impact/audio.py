@@ -382,7 +382,7 @@ def mel_spectrogram(waveform: torch.Tensor, num_frames: int | None = SEGMENT_FRA
 def waveform_to_latents(
     vae,
     waveform: torch.Tensor,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     sample_posterior: bool = True,
     num_frames: int | None = SEGMENT_FRAMES,
 ) -> torch.Tensor:
@@ -395,7 +395,7 @@ def waveform_to_latents(
     Args:
         vae ([`~diffusers.AutoencoderKL`]): The AudioLDM VAE (1 input channel, 64 mel bins, downsampling 4).
         waveform (`torch.Tensor` of shape `(batch_size, num_samples)`): Waveforms, e.g. from [`prepare_segment`].
-        generator (`torch.Generator`, *optional*): Draws the posterior sample.
+        generator (`torch.Generator` or a list of one per waveform, *optional*): Draws the posterior sample.
         sample_posterior (`bool`, defaults to `True`): Sample the posterior; `False` takes its mode (the mean).
         num_frames (`int`, *optional*, defaults to 1024): Mel frames, as in [`mel_spectrogram`].
 

@@ -296,9 +296,18 @@ def _choose_caption(captions: list[str], generator: np.random.Generator) -> str:
     return captions[int(generator.integers(len(captions)))] if captions else ""
 
 
+def _per_example(generator, examples: list) -> list:
+    """The generator of each example: the list's own, or the one generator drawn from in turn."""
+    if not isinstance(generator, list):
+        return [generator] * len(examples)
+    if len(generator) != len(examples):
+        raise ValueError(f"`generator` is a list of {len(generator)} generators for {len(examples)} examples.")
+    return generator
+
+
 def collate_audio_captions(
     examples: list[dict],
-    generator: np.random.Generator | None,
+    generator: np.random.Generator | list[np.random.Generator] | None,
     num_samples: int = SEGMENT_SAMPLES,
     all_captions: bool = False,
 ) -> dict:
@@ -314,8 +323,9 @@ def collate_audio_captions(
 
     Args:
         examples (`list[dict]`): Examples from [`AudioCaptionDataset`].
-        generator (`np.random.Generator`, *optional*): Draws the crops and the captions; `None` takes each clip's
-            first segment (then `all_captions` must be set).
+        generator (`np.random.Generator`, *optional*): Draws the crops and the captions; a list holds one generator
+            per example (each example's draws then do not depend on the others); `None` takes each clip's first
+            segment (then `all_captions` must be set).
         num_samples (`int`, defaults to 163840): Segment length.
         all_captions (`bool`, defaults to `False`): Return every caption of each example (`list[list[str]]`).
 
@@ -342,12 +352,12 @@ def collate_audio_captions(
         raise ValueError("`collate_audio_captions` needs a `generator` to choose captions (or `all_captions=True`).")
     skipped = collections.Counter(example["skip_reason"] for example in examples if example["skip_reason"] is not None)
     waveforms, captions, indices = [], [], []
-    for example in examples:
+    for example, example_generator in zip(examples, _per_example(generator, examples)):
         if example["skip_reason"] is not None:
             continue
-        waveforms.append(prepare_segment(example["waveform"], num_samples=num_samples, generator=generator))
+        waveforms.append(prepare_segment(example["waveform"], num_samples=num_samples, generator=example_generator))
         texts = example["captions"]
-        captions.append(list(texts) if all_captions else _choose_caption(texts, generator))
+        captions.append(list(texts) if all_captions else _choose_caption(texts, example_generator))
         indices.append(example["index"])
     batch = torch.from_numpy(np.stack(waveforms)) if waveforms else torch.zeros(0, num_samples)
     return {"waveforms": batch, "captions": captions, "indices": indices, "skipped": skipped}
@@ -533,15 +543,18 @@ class LatentCaptionDataset(torch.utils.data.Dataset):
         return example
 
 
-def collate_latent_captions(examples: list[dict], generator: np.random.Generator) -> dict:
+def collate_latent_captions(examples: list[dict], generator: np.random.Generator | list[np.random.Generator]) -> dict:
     """
     Batch [`LatentCaptionDataset`] examples: float32 `latent_mean` / `latent_std` tensors and one caption per example
-    drawn with `generator` (as [`collate_audio_captions`]); `"skipped"` is empty (bad audio was skipped when the
-    latents were computed). With pre-computed text embeddings, the chosen caption's are returned too:
-    `"prompt_embeds"` (float32, padded to the batch's longest caption), `"prompt_attention_mask"` and, for a pooled
-    condition, `"pooled_prompt_embeds"`.
+    drawn with `generator` (a list: one per example, as [`collate_audio_captions`]); `"skipped"` is empty (bad audio
+    was skipped when the latents were computed). With pre-computed text embeddings, the chosen caption's are returned
+    too: `"prompt_embeds"` (float32, padded to the batch's longest caption), `"prompt_attention_mask"` and, for a
+    pooled condition, `"pooled_prompt_embeds"`.
     """
-    chosen = [int(generator.integers(len(e["captions"]))) if len(e["captions"]) else None for e in examples]
+    chosen = [
+        int(example_generator.integers(len(e["captions"]))) if len(e["captions"]) else None
+        for e, example_generator in zip(examples, _per_example(generator, examples))
+    ]
     batch = {
         "latent_mean": torch.from_numpy(np.stack([e["latent_mean"] for e in examples]).astype(np.float32)),
         "latent_std": torch.from_numpy(np.stack([e["latent_std"] for e in examples]).astype(np.float32)),

@@ -37,6 +37,27 @@ def sample_mask_ratio(generator: torch.Generator, min_mask_ratio: float = 0.7) -
     return float(scipy.stats.truncnorm.ppf(uniform, lower, 0.0, loc=1.0, scale=0.25))
 
 
+def uniform_per_sample(batch_size: int, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+    """
+    One draw from U[0, 1) per sample: `batch_size` draws from one generator, or one from each generator of a list
+    (one per sample), like `randn_tensor`'s generator lists.
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from diffusers_impact.training_utils import uniform_per_sample
+
+    >>> generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
+    >>> torch.equal(uniform_per_sample(2, generators)[1:], uniform_per_sample(1, [torch.Generator().manual_seed(1)]))
+    True
+    ```
+    """
+    if isinstance(generator, list):
+        return torch.cat([torch.rand(1, generator=g) for g in generator])
+    return torch.rand(batch_size, generator=generator)
+
+
 def _normal_kl(mean1, log_variance1, mean2, log_variance2):
     """KL(N(mean1, exp(log_variance1)) ‖ N(mean2, exp(log_variance2))), elementwise."""
     return 0.5 * (
@@ -69,7 +90,7 @@ def diffusion_head_loss(
     noise_scheduler: ImpactDiffHeadScheduler,
     target_tokens: torch.Tensor,
     hidden_states: torch.Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | list[torch.Generator],
     diffusion_batch_mul: int = 4,
 ) -> torch.Tensor:
     """
@@ -85,7 +106,9 @@ def diffusion_head_loss(
         noise_scheduler ([`ImpactDiffHeadScheduler`]): On its full training schedule (as constructed).
         target_tokens (`torch.Tensor` of shape `(num_masked, token_dim)`): Clean latent tokens x_0 at masked positions.
         hidden_states (`torch.Tensor` of shape `(num_masked, hidden_size)`): Their transformer hidden vectors h_i.
-        generator (`torch.Generator`): CPU generator for t and ε (draws are made on the CPU, then moved).
+        generator (`torch.Generator` or a list of them): CPU generator for t and ε (draws are made on the CPU, then
+            moved). A list holds one generator per sample, the rows being the samples' tokens in order, the same
+            number per sample; each sample's draws then do not depend on the other samples in the batch.
         diffusion_batch_mul (`int`, defaults to 4): Noise draws per token.
     """
     if noise_scheduler.num_inference_steps != noise_scheduler.config.num_train_timesteps:
@@ -93,8 +116,18 @@ def diffusion_head_loss(
     target = target_tokens.repeat(diffusion_batch_mul, 1)
     condition = hidden_states.repeat(diffusion_batch_mul, 1)
     num_rows, token_dim = target.shape
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (num_rows,), generator=generator)
-    noise = randn_tensor(target.shape, generator=generator, device=target.device, dtype=target.dtype)
+    num_timesteps = noise_scheduler.config.num_train_timesteps
+    if isinstance(generator, list):
+        # Per sample: its (diffusion_batch_mul, tokens) draws, laid out as `repeat` tiles the rows (copy-major).
+        tokens_per_sample = len(target_tokens) // len(generator)
+        shape = (diffusion_batch_mul, tokens_per_sample)
+        timesteps = torch.stack([torch.randint(0, num_timesteps, shape, generator=g) for g in generator], dim=1)
+        noise = torch.stack([torch.randn((*shape, token_dim), generator=g) for g in generator], dim=1)
+        timesteps = timesteps.reshape(num_rows)
+        noise = noise.reshape(num_rows, token_dim).to(target.device, target.dtype)
+    else:
+        timesteps = torch.randint(0, num_timesteps, (num_rows,), generator=generator)
+        noise = randn_tensor(target.shape, generator=generator, device=target.device, dtype=target.dtype)
     timesteps = timesteps.to(target.device)
     noisy = noise_scheduler.add_noise(target, noise, timesteps)
     output = diff_head(noisy, timesteps, condition).sample.float()
@@ -116,7 +149,7 @@ def masked_generative_loss(
     diff_head: torch.nn.Module,
     noise_scheduler: ImpactDiffHeadScheduler,
     tokens: torch.Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | list[torch.Generator],
     min_mask_ratio: float = 0.7,
     mask_ratio: float | None = None,
     diffusion_batch_mul: int = 4,
@@ -139,9 +172,11 @@ def masked_generative_loss(
         noise_scheduler ([`ImpactDiffHeadScheduler`]): On its full training schedule.
         tokens (`torch.Tensor` of shape `(batch_size, num_tokens, token_dim)`): Clean latent tokens (patchified,
             already multiplied by the VAE scaling factor).
-        generator (`torch.Generator`): CPU generator for the ratio, positions, condition drops, timesteps and noise
-            of this batch. Dropout draws from torch's global RNG: seed it too for reproducible runs (the training
-            script reseeds it per batch).
+        generator (`torch.Generator` or a list of them): CPU generator for the ratio, positions, condition drops,
+            timesteps and noise of this batch. A list holds one generator per sample, for draws that do not depend on
+            how a batch is split across processes (then pass `mask_ratio`, drawn once for the whole batch). Dropout
+            draws from torch's global RNG: seed it too for reproducible runs (the training script reseeds it per
+            batch).
         min_mask_ratio (`float`, defaults to 0.7): q.
         mask_ratio (`float`, *optional*): A fixed ratio instead of the truncated normal.
         diffusion_batch_mul (`int`, defaults to 4): Noise draws per masked token.
@@ -149,6 +184,11 @@ def masked_generative_loss(
         condition_drop_prob (`float`, defaults to 0.0): Probability of the null condition per sample (paper: 0.1).
     """
     batch_size, num_tokens, _ = tokens.shape
+    per_sample = isinstance(generator, list)
+    if per_sample and len(generator) != batch_size:
+        raise ValueError(f"`generator` is a list of {len(generator)} generators for a batch of {batch_size} samples.")
+    if per_sample and mask_ratio is None:
+        raise ValueError("With one generator per sample, pass `mask_ratio`, drawn once for the whole batch.")
     ratio = sample_mask_ratio(generator, min_mask_ratio) if mask_ratio is None else mask_ratio
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"`mask_ratio` must be in (0, 1], got {ratio}.")
@@ -156,7 +196,7 @@ def masked_generative_loss(
     mask = mask_from_orders(orders, math.ceil(num_tokens * ratio)).to(tokens.device)
     drop_condition = None
     if encoder_hidden_states is not None:
-        drop_condition = (torch.rand(batch_size, generator=generator) < condition_drop_prob).to(tokens.device)
+        drop_condition = uniform_per_sample(batch_size, generator).to(tokens.device) < condition_drop_prob
     hidden_states = transformer(
         tokens,
         mask,
