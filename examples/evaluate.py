@@ -11,7 +11,12 @@ column, or a 🤗 datasets dataset (a `save_to_disk` folder or a Hub id) with id
 An id listed several times (AudioCaps has five captions per clip) keeps its first caption.
 
 Every clip is written as a 16 kHz mono WAV `<output_dir>/<id>.wav` (through a temporary file renamed when complete),
-and ids whose WAV exists are skipped, so an interrupted run resumes where it stopped. Clip i of the list is generated
+and ids whose WAV exists are skipped, so an interrupted run resumes where it stopped. Under `accelerate launch` (or
+`torchrun`) the clips are shared out: process p of N generates clips p, p + N, p + 2N, ... on its own device, and once
+all are written the main process alone computes the metrics:
+
+    accelerate launch --num_processes 8 examples/evaluate.py --pipeline ./impact --captions audiocaps_test.csv ...
+ Clip i of the list is generated
 with its own generator seeded `--seed + i`, so it does not depend on the batch size or on resuming (but for
 floating-point rounding).
 
@@ -32,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
+from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactPipeline
@@ -169,19 +175,25 @@ def write_wav(path: Path, waveform: np.ndarray, sampling_rate: int) -> None:
     os.replace(temporary, path)
 
 
-def generate(args, clips: list[tuple[str, str]], output_dir: Path) -> None:
+def generate(args, clips: list[tuple[str, str]], output_dir: Path, state: PartialState) -> None:
+    """This process's share of the clips (every `num_processes`-th, see the module docstring) that are not written."""
+    share = list(enumerate(clips))[state.process_index :: state.num_processes]
     pending = [
         (index, clip_id, caption)
-        for index, (clip_id, caption) in enumerate(clips)
+        for index, (clip_id, caption) in share
         if not (output_dir / f"{clip_id}.wav").exists()
     ]
-    print(f"{len(clips) - len(pending)} of {len(clips)} clips already in {output_dir}; generating {len(pending)}.")
+    shard = f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else ""
+    print(
+        f"{len(share) - len(pending)} of {len(share)} clips already in {output_dir}; generating {len(pending)}{shard}."
+    )
     if not pending:
         return
-    pipeline = ImpactPipeline.from_pretrained(args.pipeline, dtype=DTYPES[args.dtype]).to(args.device)
+    device = args.device if state.num_processes == 1 else state.device
+    pipeline = ImpactPipeline.from_pretrained(args.pipeline, dtype=DTYPES[args.dtype]).to(device)
     pipeline.set_progress_bar_config(disable=True)
     sampling_rate = pipeline.vocoder.config.sampling_rate
-    with tqdm(total=len(pending), desc="Generating") as progress:
+    with tqdm(total=len(pending), desc=f"Generating{shard}", position=state.local_process_index) as progress:
         for start in range(0, len(pending), args.batch_size):
             batch = pending[start : start + args.batch_size]
             audios = pipeline(
@@ -206,12 +218,13 @@ def export_references(dataset, rows: dict, audio_column: str, reference_dir: Pat
 
 def main(argv=None) -> dict | None:
     args = parse_args(argv)
+    state = PartialState(cpu=args.device == "cpu")
     clips, reference_rows, dataset = load_captions(args)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     evaluator = None
-    if args.reference_dir is not None:
+    if args.reference_dir is not None and state.is_main_process:
         reference_dir = Path(args.reference_dir)
         if dataset is None and not reference_dir.is_dir():
             raise FileNotFoundError(f"--reference_dir {str(reference_dir)!r} does not exist.")
@@ -225,7 +238,8 @@ def main(argv=None) -> dict | None:
             vggish_sha256=args.vggish_sha256,
         )
 
-    generate(args, clips, output_dir)
+    generate(args, clips, output_dir, state)
+    state.wait_for_everyone()  # every process's clips are written
     if evaluator is None:
         return None
 

@@ -3,8 +3,10 @@
 import hashlib
 import io
 import json
+import os
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -714,6 +716,77 @@ def test_evaluate_script_generates_resumes_and_scores_against_references(tmp_pat
     assert metrics["CLAP"] == pytest.approx(float(ours["clap_similarities"].mean()), abs=1e-5)
     fad = evaluator_module.frechet_distance_from_features(ours["vggish_embeddings"], theirs["vggish_embeddings"])
     assert metrics["FAD"] == pytest.approx(fad, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_evaluate_script_shares_clips_between_processes_then_scores_once(tmp_path, checkpoints):
+    """Two CPU processes (torchrun, as `accelerate launch` starts them): each writes its share of the clips, the same
+    audio as one process writes (clip i uses seed + i), and the main process alone scores them."""
+    tiny_impact_pipeline().save_pretrained(tmp_path / "pipeline")
+    ids = [f"clip{index}" for index in range(5)]
+    (tmp_path / "captions.csv").write_text("id,caption\n" + "".join(f"{i},sound number {i}\n" for i in ids))
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    rng = np.random.default_rng(3)
+    for clip_id in ids:
+        soundfile.write(reference / f"{clip_id}.wav", 0.1 * rng.standard_normal(16000), 16000)
+    common = [
+        "--pipeline",
+        tmp_path / "pipeline",
+        "--captions",
+        tmp_path / "captions.csv",
+        "--num_inference_steps",
+        3,
+        "--num_diffusion_steps",
+        4,
+        "--batch_size",
+        2,
+        "--device",
+        "cpu",
+    ]
+    scoring = [
+        "--reference_dir",
+        reference,
+        "--panns_checkpoint",
+        checkpoints["panns"],
+        "--panns_sha256",
+        checkpoints["panns_sha256"],
+        "--vggish_checkpoint",
+        checkpoints["vggish"],
+        "--vggish_sha256",
+        checkpoints["vggish_sha256"],
+        "--clap_model",
+        checkpoints["clap"],
+    ]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        str(EXAMPLES / "evaluate.py"),
+        *map(str, common),
+        "--output_dir",
+        str(tmp_path / "two"),
+        *map(str, scoring),
+    ]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "generating 3 (process 0 of 2)" in result.stdout and "generating 2 (process 1 of 2)" in result.stdout
+    metrics = json.loads((tmp_path / "two_metrics.json").read_text())
+    assert metrics["num_clips"] == 5 and result.stdout.count("CLAP:") == 1  # scored once, by the main process
+
+    assert run_script(*common, "--output_dir", tmp_path / "one").returncode == 0
+    for clip_id in ids:
+        one = soundfile.read(tmp_path / "one" / f"{clip_id}.wav", dtype="int16")[0].astype(int)
+        two = soundfile.read(tmp_path / "two" / f"{clip_id}.wav", dtype="int16")[0].astype(int)
+        assert np.abs(one - two).max() <= 1, clip_id  # other batches: at most one 16-bit step of rounding
 
 
 def test_evaluate_script_fails_before_generating_when_a_checkpoint_is_missing(tmp_path):
