@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.audio import load_audio, resample
-from diffusers_impact.evaluators import (
+from diffusers_impact.evaluation import (
     CLAP_MODEL_ID,
     PANNS_CNN14_16K_URL,
     VGGISH_URL,

@@ -21,7 +21,12 @@ from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.audio import HOP_LENGTH, mel_spectrogram
-from diffusers_impact.data import AudioCaptionDataset, collate_audio_captions, load_audio_dataset, save_latent_dataset
+from diffusers_impact.training.data import (
+    AudioCaptionDataset,
+    collate_audio_captions,
+    load_audio_dataset,
+    save_latent_dataset,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -52,7 +52,8 @@ from tqdm.auto import tqdm
 from diffusers_impact import ImpactDiffHeadScheduler, ImpactPipeline
 from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, waveform_to_latents
 from diffusers_impact.convert_mar import convert_mar_to_impact, load_mar_checkpoint
-from diffusers_impact.data import (
+from diffusers_impact.models import vocoder_front_end
+from diffusers_impact.training.data import (
     AudioCaptionDataset,
     LatentCaptionDataset,
     collate_audio_captions,
@@ -60,8 +61,7 @@ from diffusers_impact.data import (
     load_audio_dataset,
     load_latent_dataset,
 )
-from diffusers_impact.models import vocoder_front_end
-from diffusers_impact.training_utils import masked_generative_loss, sample_mask_ratio, uniform_per_sample
+from diffusers_impact.training.losses import masked_generative_loss, sample_mask_ratio, uniform_per_sample
 from diffusers_impact.visualization import save_mel_spectrograms_png
 
 

@@ -26,7 +26,7 @@ from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
 from diffusers_impact.audio import SEGMENT_FRAMES
-from diffusers_impact.data import load_usable_audio, random_mel_windows
+from diffusers_impact.training.data import load_usable_audio, random_mel_windows
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
 from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, SEGMENT_FRAMES, mel_spectrogram
-from diffusers_impact.data import load_usable_audio, random_mel_windows
+from diffusers_impact.training.data import load_usable_audio, random_mel_windows
 
 
 # (n_fft, hop, window) of the multi-resolution STFT loss (Parallel WaveGAN's three resolutions).

@@ -1,4 +1,4 @@
-"""Audio–caption dataset loading (diffusers_impact.data) on small folders built in the test."""
+"""Audio–caption dataset loading (diffusers_impact.training.data) on small folders built in the test."""
 
 import collections
 import functools
@@ -12,7 +12,7 @@ import soundfile
 import torch
 
 from diffusers_impact.audio import load_audio, prepare_segment
-from diffusers_impact.data import AudioCaptionDataset, collate_audio_captions, load_audio_dataset
+from diffusers_impact.training.data import AudioCaptionDataset, collate_audio_captions, load_audio_dataset
 
 
 def tone(frequency, seconds=0.5, sampling_rate=16000, amplitude=0.3):
@@ -313,7 +313,7 @@ def test_without_captions_every_audio_file_appears_once(tmp_path):
 
 
 def test_collating_with_one_generator_per_example_equals_collating_each_example_alone():
-    from diffusers_impact.data import collate_audio_captions
+    from diffusers_impact.training.data import collate_audio_captions
 
     examples = [
         {

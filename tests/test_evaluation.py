@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from diffusers_impact import evaluation
-from diffusers_impact.evaluation import (
+from diffusers_impact.evaluation import metrics
+from diffusers_impact.evaluation.metrics import (
     frechet_distance,
     frechet_distance_from_features,
     inception_score,
@@ -59,7 +59,7 @@ def test_frechet_eps_retry_when_square_root_not_finite(monkeypatch):
         calls.append(matrix.copy())
         return np.full_like(matrix, np.inf) if len(calls) == 1 else real_sqrtm(matrix)
 
-    monkeypatch.setattr(evaluation.scipy.linalg, "sqrtm", fake_sqrtm)
+    monkeypatch.setattr(metrics.scipy.linalg, "sqrtm", fake_sqrtm)
     sigma = np.diag([1.0, 4.0])
     distance = frechet_distance(np.zeros(2), sigma, np.zeros(2), sigma, eps=1e-2)
     assert len(calls) == 2
@@ -69,10 +69,10 @@ def test_frechet_eps_retry_when_square_root_not_finite(monkeypatch):
 
 
 def test_frechet_large_imaginary_part_raises(monkeypatch):
-    monkeypatch.setattr(evaluation.scipy.linalg, "sqrtm", lambda matrix: np.eye(2) * (1 + 0.1j))
+    monkeypatch.setattr(metrics.scipy.linalg, "sqrtm", lambda matrix: np.eye(2) * (1 + 0.1j))
     with pytest.raises(ValueError, match="Imaginary"):
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2))
-    monkeypatch.setattr(evaluation.scipy.linalg, "sqrtm", lambda matrix: np.eye(2) * (1 + 1e-4j))
+    monkeypatch.setattr(metrics.scipy.linalg, "sqrtm", lambda matrix: np.eye(2) * (1 + 1e-4j))
     assert frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2)) == pytest.approx(0.0)
 
 

@@ -28,14 +28,15 @@ from transformers import (
     ClapTextConfig,
 )
 
-from diffusers_impact.evaluation import inception_score, kl_divergence
-from diffusers_impact.evaluators import (
+from diffusers_impact.evaluation import (
     AudioEvaluator,
     ClapScorer,
     Cnn14,
     PannsLogMel,
     PannsSpectrogram,
     VGGish,
+    inception_score,
+    kl_divergence,
     list_audio_files,
     load_checkpoint,
     load_evaluation_audio,
@@ -43,8 +44,8 @@ from diffusers_impact.evaluators import (
     vggish_log_mel,
     vggish_mel_filterbank,
 )
-from diffusers_impact.evaluators import evaluator as evaluator_module
-from diffusers_impact.evaluators.checkpoints import PANNS_CNN14_16K_SHA256, VGGISH_SHA256, VGGISH_URL
+from diffusers_impact.evaluation import evaluator as evaluator_module
+from diffusers_impact.evaluation.checkpoints import PANNS_CNN14_16K_SHA256, VGGISH_SHA256, VGGISH_URL
 from diffusers_impact.testing_utils import tiny_clap_tokenizer, tiny_impact_pipeline
 
 

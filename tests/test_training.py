@@ -18,13 +18,13 @@ from helpers import EXAMPLES, Payload, load_example
 from safetensors.torch import load_file
 
 from diffusers_impact import ImpactPipeline, ImpactTransformer
-from diffusers_impact.data import (
+from diffusers_impact.testing_utils import tiny_impact_components
+from diffusers_impact.training.data import (
     LatentCaptionDataset,
     collate_latent_captions,
     load_latent_dataset,
     save_latent_dataset,
 )
-from diffusers_impact.testing_utils import tiny_impact_components
 
 
 pytestmark = pytest.mark.slow  # every test here runs the training scripts

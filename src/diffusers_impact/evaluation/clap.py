@@ -37,7 +37,7 @@ class ClapScorer:
     ```py
     >>> import numpy as np
     >>> from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, ClapTextConfig
-    >>> from diffusers_impact.evaluators.clap import ClapScorer
+    >>> from diffusers_impact.evaluation.clap import ClapScorer
     >>> from diffusers_impact.testing_utils import tiny_clap_tokenizer
 
     >>> tokenizer = tiny_clap_tokenizer()
@@ -86,7 +86,7 @@ class ClapScorer:
         Example:
 
         ```py
-        >>> from diffusers_impact.evaluators.clap import ClapScorer
+        >>> from diffusers_impact.evaluation.clap import ClapScorer
 
         >>> try:
         ...     ClapScorer.from_pretrained("/no/such/clap/folder")
@@ -124,7 +124,7 @@ class ClapScorer:
         ```py
         >>> import numpy as np
         >>> from transformers import ClapFeatureExtractor, ClapProcessor
-        >>> from diffusers_impact.evaluators.clap import ClapScorer
+        >>> from diffusers_impact.evaluation.clap import ClapScorer
         >>> from diffusers_impact.testing_utils import tiny_clap_tokenizer
 
         >>> processor = ClapProcessor(feature_extractor=ClapFeatureExtractor(), tokenizer=tiny_clap_tokenizer())
@@ -150,7 +150,7 @@ class ClapScorer:
         ```py
         >>> import numpy as np
         >>> from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, ClapTextConfig
-        >>> from diffusers_impact.evaluators.clap import ClapScorer
+        >>> from diffusers_impact.evaluation.clap import ClapScorer
         >>> from diffusers_impact.testing_utils import tiny_clap_tokenizer
 
         >>> tokenizer = tiny_clap_tokenizer()
@@ -195,7 +195,7 @@ class ClapScorer:
 
         ```py
         >>> from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, ClapTextConfig
-        >>> from diffusers_impact.evaluators.clap import ClapScorer
+        >>> from diffusers_impact.evaluation.clap import ClapScorer
         >>> from diffusers_impact.testing_utils import tiny_clap_tokenizer
 
         >>> tokenizer = tiny_clap_tokenizer()
@@ -239,7 +239,7 @@ class ClapScorer:
         ```py
         >>> import numpy as np
         >>> import torch
-        >>> from diffusers_impact.evaluators.clap import ClapScorer
+        >>> from diffusers_impact.evaluation.clap import ClapScorer
 
         >>> class Fixed(ClapScorer):  # stands in for a CLAP model: known embeddings
         ...     def audio_embeddings(self, waveforms, sampling_rate):

@@ -62,7 +62,7 @@ def vggish_mel_filterbank(
     Example:
 
     ```py
-    >>> from diffusers_impact.evaluators.vggish import vggish_mel_filterbank
+    >>> from diffusers_impact.evaluation.vggish import vggish_mel_filterbank
 
     >>> weights = vggish_mel_filterbank()
     >>> weights.shape, float(weights.max()) <= 1.0, float(weights[0].sum())
@@ -102,7 +102,7 @@ def vggish_log_mel(waveform: np.ndarray) -> np.ndarray:
 
     ```py
     >>> import numpy as np
-    >>> from diffusers_impact.evaluators.vggish import vggish_log_mel
+    >>> from diffusers_impact.evaluation.vggish import vggish_log_mel
 
     >>> log_mel = vggish_log_mel(np.zeros(16000))
     >>> log_mel.shape, bool(np.allclose(log_mel, np.log(0.01)))
@@ -135,7 +135,7 @@ def vggish_examples(waveform: np.ndarray) -> torch.Tensor:
 
     ```py
     >>> import numpy as np
-    >>> from diffusers_impact.evaluators.vggish import vggish_examples
+    >>> from diffusers_impact.evaluation.vggish import vggish_examples
 
     >>> vggish_examples(np.zeros(160000)).shape  # 10 s
     torch.Size([10, 1, 96, 64])
@@ -165,7 +165,7 @@ class VGGish(nn.Module):
     ```py
     >>> import numpy as np
     >>> import torch
-    >>> from diffusers_impact.evaluators.vggish import VGGish, vggish_examples
+    >>> from diffusers_impact.evaluation.vggish import VGGish, vggish_examples
 
     >>> model = VGGish().eval()  # random weights; VGGish.from_pretrained() loads the released checkpoint
     >>> with torch.no_grad():
@@ -199,9 +199,9 @@ class VGGish(nn.Module):
 
         Args:
             checkpoint (`str` or `os.PathLike`, defaults to the GitHub release URL of `vggish-10086976.pth`): A local
-                file, a URL or `hf://<repo_id>/<file>` (see [`~evaluators.checkpoints.load_checkpoint`]).
+                file, a URL or `hf://<repo_id>/<file>` (see [`~evaluation.checkpoints.load_checkpoint`]).
             sha256 (`str`, *optional*): SHA-256 of a checkpoint of your own. Without it, the file must be the official
-                `vggish-10086976.pth` ([`~evaluators.checkpoints.VGGISH_SHA256`]).
+                `vggish-10086976.pth` ([`~evaluation.checkpoints.VGGISH_SHA256`]).
 
         Raises:
             `FileNotFoundError` or `OSError`: The checkpoint is missing or cannot be downloaded; the message names
@@ -211,7 +211,7 @@ class VGGish(nn.Module):
         Example:
 
         ```py
-        >>> from diffusers_impact.evaluators.vggish import VGGish
+        >>> from diffusers_impact.evaluation.vggish import VGGish
 
         >>> try:
         ...     VGGish.from_pretrained("checkpoints/vggish-10086976.pth")

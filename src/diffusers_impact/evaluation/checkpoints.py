@@ -117,7 +117,7 @@ def load_checkpoint(
     ```py
     >>> import hashlib, os, tempfile
     >>> import torch
-    >>> from diffusers_impact.evaluators.checkpoints import load_checkpoint
+    >>> from diffusers_impact.evaluation.checkpoints import load_checkpoint
 
     >>> path = os.path.join(tempfile.mkdtemp(), "model.pth")
     >>> torch.save({"iteration": 1, "model": {"weight": torch.ones(2)}}, path)

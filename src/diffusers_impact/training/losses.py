@@ -7,7 +7,7 @@ import scipy.stats
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from .schedulers import ImpactDiffHeadScheduler, mask_from_orders, random_orders
+from ..schedulers import ImpactDiffHeadScheduler, mask_from_orders, random_orders
 
 
 _LOG_2 = math.log(2.0)
@@ -21,7 +21,7 @@ def sample_mask_ratio(generator: torch.Generator, min_mask_ratio: float = 0.7) -
 
     ```py
     >>> import torch
-    >>> from diffusers_impact.training_utils import sample_mask_ratio
+    >>> from diffusers_impact.training.losses import sample_mask_ratio
 
     >>> ratios = [sample_mask_ratio(torch.Generator().manual_seed(seed)) for seed in range(1000)]
     >>> 0.7 <= min(ratios) and max(ratios) <= 1.0, round(sum(ratios) / len(ratios), 2)  # mean 0.867
@@ -46,7 +46,7 @@ def uniform_per_sample(batch_size: int, generator: torch.Generator | list[torch.
 
     ```py
     >>> import torch
-    >>> from diffusers_impact.training_utils import uniform_per_sample
+    >>> from diffusers_impact.training.losses import uniform_per_sample
 
     >>> generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
     >>> torch.equal(uniform_per_sample(2, generators)[1:], uniform_per_sample(1, [torch.Generator().manual_seed(1)]))

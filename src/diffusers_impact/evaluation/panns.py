@@ -71,7 +71,7 @@ class PannsSpectrogram(nn.Module):
 
     ```py
     >>> import torch
-    >>> from diffusers_impact.evaluators.panns import PannsSpectrogram
+    >>> from diffusers_impact.evaluation.panns import PannsSpectrogram
 
     >>> power = PannsSpectrogram()(torch.ones(2, 16000))  # a constant: the Hann window's spectrum, (N/2)², (N/4)², 0…
     >>> power.shape, [round(value / 256**2, 4) for value in power[0, 0, 50, :3].tolist()]
@@ -108,7 +108,7 @@ class PannsLogMel(nn.Module):
 
     ```py
     >>> import torch
-    >>> from diffusers_impact.evaluators.panns import PannsLogMel
+    >>> from diffusers_impact.evaluation.panns import PannsLogMel
 
     >>> log_mel = PannsLogMel()
     >>> log_mel.melW.shape
@@ -149,7 +149,7 @@ class Cnn14ConvBlock(nn.Module):
 
     ```py
     >>> import torch
-    >>> from diffusers_impact.evaluators.panns import Cnn14ConvBlock
+    >>> from diffusers_impact.evaluation.panns import Cnn14ConvBlock
 
     >>> Cnn14ConvBlock(1, 4).eval()(torch.randn(2, 1, 10, 8), pool_size=(2, 2)).shape
     torch.Size([2, 4, 5, 4])
@@ -208,7 +208,7 @@ class Cnn14(nn.Module):
 
     ```py
     >>> import torch
-    >>> from diffusers_impact.evaluators.panns import Cnn14
+    >>> from diffusers_impact.evaluation.panns import Cnn14
 
     >>> model = Cnn14().eval()  # random weights; Cnn14.from_pretrained() loads the released checkpoint
     >>> with torch.no_grad():
@@ -248,9 +248,9 @@ class Cnn14(nn.Module):
 
         Args:
             checkpoint (`str` or `os.PathLike`, defaults to the Zenodo URL of `Cnn14_16k_mAP=0.438.pth`): A local
-                file, a URL or `hf://<repo_id>/<file>` (see [`~evaluators.checkpoints.load_checkpoint`]).
+                file, a URL or `hf://<repo_id>/<file>` (see [`~evaluation.checkpoints.load_checkpoint`]).
             sha256 (`str`, *optional*): SHA-256 of a checkpoint of your own. Without it, the file must be the official
-                `Cnn14_16k_mAP=0.438.pth` ([`~evaluators.checkpoints.PANNS_CNN14_16K_SHA256`]).
+                `Cnn14_16k_mAP=0.438.pth` ([`~evaluation.checkpoints.PANNS_CNN14_16K_SHA256`]).
             kwargs: Passed to the constructor (e.g. the 32 kHz configuration).
 
         Raises:
@@ -261,7 +261,7 @@ class Cnn14(nn.Module):
         Example:
 
         ```py
-        >>> from diffusers_impact.evaluators.panns import Cnn14
+        >>> from diffusers_impact.evaluation.panns import Cnn14
 
         >>> try:
         ...     Cnn14.from_pretrained("checkpoints/Cnn14_16k_mAP=0.438.pth")

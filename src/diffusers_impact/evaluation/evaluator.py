@@ -3,7 +3,7 @@
 The paper's Table 1 metrics for a folder of generated clips against a folder of reference clips (§4.3, App. F).
 
 FD, KL and IS use PANNs Cnn14, FAD uses VGGish, computed as audioldm_eval does (evaluation.md §1; the metric math is
-in [`diffusers_impact.evaluation`]); CLAP is the cosine similarity of each generated clip with its caption (§2).
+in [`diffusers_impact.evaluation.metrics`]); CLAP is the cosine similarity of each generated clip with its caption (§2).
 """
 
 import os
@@ -15,9 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..audio import AUDIO_EXTENSIONS, resample
-from ..evaluation import frechet_distance_from_features, inception_score, kl_divergence
 from .checkpoints import CLAP_MODEL_ID, PANNS_CNN14_16K_URL, VGGISH_URL
 from .clap import ClapScorer
+from .metrics import frechet_distance_from_features, inception_score, kl_divergence
 from .panns import Cnn14
 from .vggish import VGGish, vggish_examples
 
@@ -51,7 +51,7 @@ def list_audio_files(folder: str | os.PathLike) -> dict[str, str]:
 
     ```py
     >>> import os, tempfile
-    >>> from diffusers_impact.evaluators.evaluator import list_audio_files
+    >>> from diffusers_impact.evaluation.evaluator import list_audio_files
 
     >>> folder = tempfile.mkdtemp()
     >>> for name in ["b.wav", "a.flac", "notes.txt"]:
@@ -115,7 +115,7 @@ def load_evaluation_audio(path: str | os.PathLike) -> np.ndarray:
     >>> import os, tempfile
     >>> import numpy as np
     >>> import soundfile
-    >>> from diffusers_impact.evaluators.evaluator import load_evaluation_audio
+    >>> from diffusers_impact.evaluation.evaluator import load_evaluation_audio
 
     >>> path = os.path.join(tempfile.mkdtemp(), "clip.wav")
     >>> soundfile.write(path, np.stack([np.full(8000, 0.5), np.zeros(8000)], axis=1), 16000)  # 0.5 s stereo, DC
@@ -169,7 +169,7 @@ class AudioEvaluator:
     >>> import os, tempfile
     >>> import numpy as np
     >>> import soundfile
-    >>> from diffusers_impact.evaluators import AudioEvaluator, Cnn14, VGGish
+    >>> from diffusers_impact.evaluation import AudioEvaluator, Cnn14, VGGish
 
     >>> root = tempfile.mkdtemp()
     >>> for folder, names in [("generated", ["a", "b"]), ("reference", ["a", "c"])]:
@@ -229,7 +229,7 @@ class AudioEvaluator:
         Example:
 
         ```py
-        >>> from diffusers_impact.evaluators import AudioEvaluator
+        >>> from diffusers_impact.evaluation import AudioEvaluator
 
         >>> try:
         ...     AudioEvaluator.from_pretrained(panns_checkpoint="Cnn14_16k_mAP=0.438.pth", clap_model=None)
@@ -271,7 +271,7 @@ class AudioEvaluator:
         >>> import os, tempfile
         >>> import numpy as np
         >>> import soundfile
-        >>> from diffusers_impact.evaluators import AudioEvaluator, Cnn14, VGGish
+        >>> from diffusers_impact.evaluation import AudioEvaluator, Cnn14, VGGish
 
         >>> folder = tempfile.mkdtemp()
         >>> soundfile.write(os.path.join(folder, "a.wav"), np.zeros(48000), 16000)  # 3 s: three VGGish frames
@@ -407,7 +407,7 @@ def evaluate_audio_folders(
     >>> import os, tempfile
     >>> import numpy as np
     >>> import soundfile
-    >>> from diffusers_impact.evaluators import evaluate_audio_folders
+    >>> from diffusers_impact.evaluation import evaluate_audio_folders
 
     >>> root = tempfile.mkdtemp()
     >>> for folder, name in [("generated", "a"), ("generated", "b"), ("reference", "a"), ("reference", "c")]:

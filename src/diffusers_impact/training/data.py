@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import torch
 from diffusers.utils import logging
 
-from .audio import (
+from ..audio import (
     AUDIO_EXTENSIONS,
     HOP_LENGTH,
     SAMPLING_RATE,
@@ -172,7 +172,7 @@ def load_audio_dataset(
     >>> import os, tempfile
     >>> import numpy as np
     >>> import soundfile
-    >>> from diffusers_impact.data import load_audio_dataset
+    >>> from diffusers_impact.training.data import load_audio_dataset
 
     >>> folder = tempfile.mkdtemp()
     >>> for name in ("dog.wav", "rain.wav"):
@@ -257,7 +257,7 @@ class AudioCaptionDataset(torch.utils.data.Dataset):
 
     ```py
     >>> import datasets
-    >>> from diffusers_impact.data import AudioCaptionDataset
+    >>> from diffusers_impact.training.data import AudioCaptionDataset
 
     >>> table = datasets.Dataset.from_dict({"audio": [{"bytes": b"junk", "path": None}], "captions": [["noise"]]})
     >>> example = AudioCaptionDataset(table)[0]
@@ -337,7 +337,7 @@ def collate_audio_captions(
 
     ```py
     >>> import numpy as np
-    >>> from diffusers_impact.data import collate_audio_captions
+    >>> from diffusers_impact.training.data import collate_audio_captions
 
     >>> examples = [
     ...     {"index": 0, "waveform": np.ones(10) * np.arange(10), "captions": ["a dog"], "skip_reason": None},
@@ -378,7 +378,7 @@ def load_usable_audio(source: str | os.PathLike, split: str = "train", audio_col
     ```py
     >>> import os, tempfile
     >>> import numpy as np, soundfile
-    >>> from diffusers_impact.data import load_usable_audio
+    >>> from diffusers_impact.training.data import load_usable_audio
 
     >>> folder = tempfile.mkdtemp()
     >>> soundfile.write(os.path.join(folder, "tone.wav"), np.sin(np.arange(16000) / 10), 16000)
@@ -415,7 +415,7 @@ def random_mel_windows(
 
     ```py
     >>> import numpy as np
-    >>> from diffusers_impact.data import random_mel_windows
+    >>> from diffusers_impact.training.data import random_mel_windows
 
     >>> examples = [{"index": 0, "waveform": np.random.randn(8000), "captions": [], "skip_reason": None}]
     >>> windows, waveforms, starts = random_mel_windows(examples, 3, 64, 16, np.random.default_rng(0))
@@ -450,7 +450,7 @@ def save_latent_dataset(records: Iterable[dict], path: str | os.PathLike, shard_
 
     ```py
     >>> import numpy as np, tempfile
-    >>> from diffusers_impact.data import load_latent_dataset, save_latent_dataset
+    >>> from diffusers_impact.training.data import load_latent_dataset, save_latent_dataset
 
     >>> records = [{"latent_mean": np.zeros((8, 4, 2), np.float16), "latent_std": np.ones((8, 4, 2), np.float16),
     ...             "captions": ["a dog", "a puppy"]}] * 3
@@ -519,7 +519,7 @@ class LatentCaptionDataset(torch.utils.data.Dataset):
 
     ```py
     >>> import numpy as np, tempfile
-    >>> from diffusers_impact.data import LatentCaptionDataset, load_latent_dataset, save_latent_dataset
+    >>> from diffusers_impact.training.data import LatentCaptionDataset, load_latent_dataset, save_latent_dataset
 
     >>> folder = tempfile.mkdtemp()
     >>> _ = save_latent_dataset([{"latent_mean": np.zeros((8, 4, 2), np.float16),

@@ -12,10 +12,10 @@ import pytest
 import scipy.stats
 import torch
 
-import diffusers_impact.training_utils as training_utils
+import diffusers_impact.training.losses as losses
 from diffusers_impact import ImpactDiffHead, ImpactDiffHeadScheduler
 from diffusers_impact.testing_utils import tiny_impact_components
-from diffusers_impact.training_utils import diffusion_head_loss, masked_generative_loss, sample_mask_ratio
+from diffusers_impact.training.losses import diffusion_head_loss, masked_generative_loss, sample_mask_ratio
 
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -135,8 +135,8 @@ class FixedDraws:
 
     def __init__(self, monkeypatch, timesteps, noise):
         self.timesteps, self.noise, self.requests = timesteps, noise, []
-        monkeypatch.setattr(training_utils.torch, "randint", self.randint)
-        monkeypatch.setattr(training_utils, "randn_tensor", self.randn_tensor)
+        monkeypatch.setattr(losses.torch, "randint", self.randint)
+        monkeypatch.setattr(losses, "randn_tensor", self.randn_tensor)
 
     def randint(self, low, high, size, generator=None, **kwargs):
         self.requests.append(("randint", low, high, tuple(size), generator is not None))
@@ -254,8 +254,8 @@ def test_diffusion_head_loss_matches_reference(monkeypatch):
     # Row by row, so that a wrong term on the few t = 0 / t = 999 rows cannot hide in the batch mean.
     with torch.no_grad():
         for row in range(x0.shape[0]):
-            monkeypatch.setattr(training_utils.torch, "randint", lambda *a, _t=t[row : row + 1], **k: _t.clone())
-            monkeypatch.setattr(training_utils, "randn_tensor", lambda *a, _n=noise[row : row + 1], **k: _n.clone())
+            monkeypatch.setattr(losses.torch, "randint", lambda *a, _t=t[row : row + 1], **k: _t.clone())
+            monkeypatch.setattr(losses, "randn_tensor", lambda *a, _n=noise[row : row + 1], **k: _n.clone())
             row_loss = diffusion_head_loss(
                 head, ImpactDiffHeadScheduler(), x0[row : row + 1], hidden[row : row + 1], torch.Generator(), 1
             )
@@ -497,7 +497,7 @@ def test_truncated_normal_ratio_sets_the_row_count(tiny, monkeypatch):
         drawn.append((sample_mask_ratio(generator, min_mask_ratio), min_mask_ratio))
         return drawn[-1][0]
 
-    monkeypatch.setattr(training_utils, "sample_mask_ratio", recording_sample_mask_ratio)
+    monkeypatch.setattr(losses, "sample_mask_ratio", recording_sample_mask_ratio)
     counts = set()
     for min_mask_ratio in (0.7, 0.3):
         for seed in range(6):
