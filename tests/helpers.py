@@ -7,9 +7,15 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+def example(name: str) -> Path:
+    """The path of the example script `name` (e.g. `"train_impact.py"`), in whichever task folder of examples/."""
+    (path,) = EXAMPLES.glob(f"*/{name}")
+    return path
+
+
 def load_example(name: str):
-    """`examples/<name>.py` as a fresh module."""
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    """`examples/<task>/<name>.py` as a fresh module."""
+    spec = importlib.util.spec_from_file_location(name, example(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

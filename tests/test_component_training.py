@@ -1,4 +1,4 @@
-"""examples/train_vae.py and examples/train_vocoder.py: losses, and saved components that plug into the pipeline."""
+"""examples/training/train_vae.py and examples/training/train_vocoder.py: losses, and saved components that plug into the pipeline."""
 
 import math
 

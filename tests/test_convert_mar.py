@@ -21,7 +21,7 @@ from diffusers_impact.convert_mar import ConversionReport, convert_mar_to_impact
 # MAR-format test configuration: widths De = Dd, token size C, S tokens, buffer P, head width W / depth d.
 DE, DD, HEADS, C, S, P, W, D_HEAD, CLASSES, DEPTH = 32, 32, 4, 16, 16, 8, 48, 3, 10, 2
 EPS = 1e-6
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "convert_mar_checkpoint.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "training" / "convert_mar_checkpoint.py"
 
 
 def mar_state_dict(seed=0, encoder_depth=DEPTH, decoder_depth=DEPTH, head_depth=D_HEAD) -> dict[str, torch.Tensor]:

@@ -53,7 +53,7 @@ def test_same_seed_same_audio_and_prompts_differ():
 
 @pytest.mark.slow
 def test_text_controls_the_output(tmp_path):
-    """examples/evaluate_demo.py at the model's quick recommended setting (8 iterations, 25 head steps, seeds 0–39):
+    """examples/default_model/evaluate_demo.py at the model's quick recommended setting (8 iterations, 25 head steps, seeds 0–39):
     valid outputs (finite, not silent, all different) and the issue's text-control targets, ≥ 9/10 on training
     captions and ≥ 80 % (24/30) on paraphrases never seen in training (the committed model: 9/10 and 25/30)."""
     evaluate_demo = load_example("evaluate_demo")

@@ -1,4 +1,4 @@
-"""The evaluation networks (PANNs Cnn14, VGGish, CLAP), their front-ends, and examples/evaluate.py (CPU, offline)."""
+"""The evaluation networks (PANNs Cnn14, VGGish, CLAP), their front-ends, and examples/evaluation/evaluate.py (CPU, offline)."""
 
 import hashlib
 import io
@@ -18,7 +18,7 @@ import pytest
 import soundfile
 import torch
 import torch.nn.functional as F
-from helpers import EXAMPLES, Payload, load_example
+from helpers import Payload, example, load_example
 from transformers import (
     ClapAudioConfig,
     ClapConfig,
@@ -597,11 +597,11 @@ def test_evaluator_computes_table_1_columns_from_paired_features(tmp_path, monke
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# examples/evaluate.py
+# examples/evaluation/evaluate.py
 
 
 def run_script(*arguments) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(EXAMPLES / "evaluate.py"), *map(str, arguments)]
+    command = [sys.executable, str(example("evaluate.py")), *map(str, arguments)]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -770,7 +770,7 @@ def test_evaluate_script_shares_clips_between_processes_then_scores_once(tmp_pat
         "2",
         "--master_port",
         str(port),
-        str(EXAMPLES / "evaluate.py"),
+        str(example("evaluate.py")),
         *map(str, common),
         "--output_dir",
         str(tmp_path / "two"),

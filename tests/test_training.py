@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from helpers import EXAMPLES, Payload, load_example
+from helpers import Payload, example, load_example
 from safetensors.torch import load_file
 
 from diffusers_impact import ImpactPipeline, ImpactTransformer
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow  # every test here runs the training scripts
 
 
 def run_script(script: str, *arguments) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(EXAMPLES / script), *map(str, arguments)]
+    command = [sys.executable, str(example(script)), *map(str, arguments)]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
@@ -86,15 +86,19 @@ COMMON = [
 
 
 def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace):
-    # A MAR-format checkpoint with two width-compatible tensors: --init_from_mar copies them and says so.
+    # A MAR-format checkpoint with two width-compatible tensors: the converter copies them and says so.
     mar = {"mask_token": torch.full((1, 1, 32), 0.25), "fake_latent": torch.full((1, 32), -0.5)}
     torch.save({"model_ema": mar, "args": argparse.Namespace(model="mar_base")}, workspace / "mar.pth")
     pretrained, text = workspace / "pretrained", workspace / "text"
+    arguments = ["--mar_checkpoint", workspace / "mar.pth", "--pipeline", workspace / "init", "--output_dir"]
+    result = run_script("convert_mar_checkpoint.py", *arguments, workspace / "init-mar")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "copied:               2 tensors, 64 parameters" in result.stdout  # mask_token and null_condition
 
     result = run_script(
         "train_impact.py",
         "--pipeline",
-        workspace / "init",
+        workspace / "init-mar",
         "--phase",
         "unconditional",
         "--train_data",
@@ -103,8 +107,6 @@ def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace
         pretrained,
         "--max_train_steps",
         4,
-        "--init_from_mar",
-        workspace / "mar.pth",
         "--ema_decay",
         0.0,
         *COMMON[2:-4],
@@ -112,7 +114,6 @@ def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace
         5,  # batches of five: two epochs, every file read twice
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "copied:               2 tensors, 64 parameters" in result.stdout  # mask_token and null_condition
     assert (
         "Unusable audio files skipped during training: {'unreadable': 1, 'silent': 1}" in result.stderr
     )  # each file once
@@ -228,7 +229,7 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(workspa
     ]
     save_latent_dataset(records, workspace / "captioned-latents")
     arguments = [
-        EXAMPLES / "train_impact.py",
+        example("train_impact.py"),
         "--pipeline",
         workspace / "init-no-dropout",
         "--phase",

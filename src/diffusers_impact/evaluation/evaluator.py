@@ -384,7 +384,7 @@ def evaluate_audio_folders(
     The paper's Table 1 metrics (FD, FAD, KL, IS, CLAP) of generated clips against reference clips, in one call.
 
     Loads the networks ([`AudioEvaluator.from_pretrained`]; CLAP only when `captions` are given) and runs
-    [`AudioEvaluator.evaluate`]. Write both sets as 16 kHz mono files named by clip id (e.g. `examples/evaluate.py`).
+    [`AudioEvaluator.evaluate`]. Write both sets as 16 kHz mono files named by clip id (e.g. `examples/evaluation/evaluate.py`).
 
     Args:
         generated_dir (`str` or `os.PathLike`): Generated clips.

@@ -5,13 +5,13 @@
 Each run reads an `ImpactPipeline` folder (its VAE, vocoder and text encoders stay frozen; the transformer and the
 diffusion head train) and writes one, so the phases chain:
 
-    accelerate launch examples/train_impact.py --pipeline ./impact-init --phase unconditional \
-        --train_data ./audioset_clips --output_dir ./impact-pretrained --init_from_mar mar_base.pth
-    accelerate launch examples/train_impact.py --pipeline ./impact-pretrained --phase text \
+    accelerate launch examples/training/train_impact.py --pipeline ./impact-init-mar --phase unconditional \
+        --train_data ./audioset_clips --output_dir ./impact-pretrained
+    accelerate launch examples/training/train_impact.py --pipeline ./impact-pretrained --phase text \
         --train_data ./audiocaps --caption_column caption --output_dir ./impact-text
 
 `--train_data` is an audio dataset (audiofolder, folder of files, `save_to_disk` folder or Hub id); `--train_latents`
-is the output of `examples/precompute_latents.py` instead (the VAE then does not run during training).
+is the output of `examples/training/precompute_latents.py` instead (the VAE then does not run during training).
 
 Every random draw of a batch (data order, crops, captions, masks, timesteps, noise, dropout) derives from `--seed`
 and the batch counter, so `--resume_from_checkpoint latest` continues exactly as an uninterrupted run would.
@@ -20,7 +20,7 @@ A sample's draws derive from its position in the global batch, and the mask rati
 N processes of `--train_batch_size` B train like one process of N·B (gradients are averaged over the processes), up
 to float rounding and for a model without dropout (dropout masks depend on how the batch is laid out):
 
-    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 examples/train_impact.py ...   # two CPU processes (gloo)
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 examples/training/train_impact.py ...   # two CPU processes (gloo)
 
 A checkpoint holds safetensors and JSON files only: resuming runs no code from it (nothing is unpickled). `latest`
 skips damaged checkpoints (a file missing or cut short), saying which file, and resumes from the newest intact one.
@@ -51,7 +51,6 @@ from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactDiffHeadScheduler, ImpactPipeline
 from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, waveform_to_latents
-from diffusers_impact.convert_mar import convert_mar_to_impact, load_mar_checkpoint
 from diffusers_impact.models import vocoder_front_end
 from diffusers_impact.training.data import (
     AudioCaptionDataset,
@@ -86,7 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument(
         "--train_data", help="Audio dataset: audiofolder, folder of audio files, saved dataset or Hub id."
     )
-    data.add_argument("--train_latents", help="Dataset of pre-computed latents (examples/precompute_latents.py).")
+    data.add_argument(
+        "--train_latents", help="Dataset of pre-computed latents (examples/training/precompute_latents.py)."
+    )
     parser.add_argument("--split", default="train")
     parser.add_argument("--audio_column", default="audio")
     parser.add_argument("--caption_column", default="caption", help="Caption column (text phase).")
@@ -130,7 +131,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="A checkpoint folder, or 'latest': the newest intact checkpoint-* folder of --output_dir.",
     )
-    parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint (.pth) to initialise from (App. D.3).")
     parser.add_argument("--validation_prompts", nargs="*", default=["a dog barking", "rain falling on a roof"])
     parser.add_argument("--validation_steps", type=int, default=1000, help="Text phase: render the prompts every N.")
     parser.add_argument("--validation_inference_steps", type=int, default=32)
@@ -383,9 +383,6 @@ def main(argv=None) -> None:
         raise ValueError(
             "--text_token_dropout needs a transformer with a pooled text embedding (`pooled_text_embed_dim`)."
         )
-    if args.init_from_mar:
-        report = convert_mar_to_impact(load_mar_checkpoint(args.init_from_mar)[0], transformer, diff_head)
-        accelerator.print(report)
     frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     for name in ("vae", "vocoder", "text_encoder", "clap_text_encoder"):
         module = getattr(pipeline, name)
@@ -592,7 +589,7 @@ def main(argv=None) -> None:
             render_validation(pipeline, args, output_dir, state["global_step"], accelerator)
         card = pipeline.create_model_card(
             args.hub_model_id,
-            training=f"Trained with `examples/train_impact.py`, phase `{args.phase}`, {state['global_step']} steps of "
+            training=f"Trained with `examples/training/train_impact.py`, phase `{args.phase}`, {state['global_step']} steps of "
             f"{args.train_batch_size} × {accelerator.num_processes} × {args.gradient_accumulation_steps} clips, AdamW "
             f"lr {args.learning_rate}, mask ratio q = {args.min_mask_ratio}; EMA {args.ema_decay} weights.",
         )

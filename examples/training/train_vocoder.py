@@ -5,7 +5,7 @@
 The vocoder turns the VAE's log-mel spectrograms (`diffusers_impact.audio.mel_spectrogram`: 16 kHz, hop 160,
 64 bins) back into waveforms. Where AudioLDM's HiFi-GAN cannot be used, this script trains a replacement:
 
-    python examples/train_vocoder.py --train_data ./clips --output_dir ./components/vocoder \
+    python examples/training/train_vocoder.py --train_data ./clips --output_dir ./components/vocoder \
         --upsample_initial_channel 64 --max_train_steps 2000
 
 The generator is HiFi-GAN's (upsampling rates multiplying to the hop, 160); the discriminators are left out for a
@@ -13,7 +13,7 @@ short CPU budget, so the loss is spectral only: a multi-resolution STFT loss (sp
 L1, Parallel WaveGAN / HiFi-GAN's mel loss family) plus the L1 distance of the AudioLDM log-mel spectrograms. Expect
 a slightly buzzy timbre compared with an adversarially trained HiFi-GAN. At the default size, 2000 steps (12 minutes
 on a 2-core CPU) do not come close enough to the mel spectrogram for the embedded default model, which uses a
-non-learned `GriffinLimVocoder` instead (`examples/train_default_model.py` gives the measurement).
+non-learned `GriffinLimVocoder` instead (`examples/default_model/train_default_model.py` gives the measurement).
 """
 
 import argparse

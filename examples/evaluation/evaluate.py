@@ -2,7 +2,7 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """Generate one clip per AudioCaps test caption with an ImpactPipeline, then score them as the paper's Table 1.
 
-    python examples/evaluate.py --pipeline ./impact --captions audiocaps_test.csv --id_column youtube_id \
+    python examples/evaluation/evaluate.py --pipeline ./impact --captions audiocaps_test.csv --id_column youtube_id \
         --output_dir ./generated --reference_dir ./audiocaps_test_16k \
         --panns_checkpoint Cnn14_16k_mAP=0.438.pth --vggish_checkpoint vggish-10086976.pth
 
@@ -15,7 +15,7 @@ and ids whose WAV exists are skipped, so an interrupted run resumes where it sto
 `torchrun`) the clips are shared out: process p of N generates clips p, p + N, p + 2N, ... on its own device, and once
 all are written the main process alone computes the metrics:
 
-    accelerate launch --num_processes 8 examples/evaluate.py --pipeline ./impact --captions audiocaps_test.csv ...
+    accelerate launch --num_processes 8 examples/evaluation/evaluate.py --pipeline ./impact --captions audiocaps_test.csv ...
  Clip i of the list is generated
 with its own generator seeded `--seed + i`, so it does not depend on the batch size or on resuming (but for
 floating-point rounding).

@@ -2,14 +2,14 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """Assemble an untrained ImpactPipeline from pretrained components: the starting point of training.
 
-    python examples/create_impact_pipeline.py --output_dir ./impact-init --size base \
-        --audioldm cvssp/audioldm-s-full-v2 --text_encoder google/flan-t5-large --clap laion/clap-htsat-fused \
-        [--init_from_mar mar_base.pth]
+    python examples/training/create_impact_pipeline.py --output_dir ./impact-init --size base \
+        --audioldm cvssp/audioldm-s-full-v2 --text_encoder google/flan-t5-large --clap laion/clap-htsat-fused
 
 The AudioLDM VAE and HiFi-GAN vocoder, the text encoder (Flan-T5 in the paper; any transformers encoder works) and
 the optional CLAP text encoder (or, with `--pooled_from_text_encoder`, the text encoder's mean-pooled sentence embedding
 as the pooled condition) are loaded from their folders or Hub ids; the transformer and diffusion head are new
-(paper sizes `base` / `large`, §4.2), optionally initialised from a MAR checkpoint (App. D.3).
+(paper sizes `base` / `large`, §4.2). Initialise them from a MAR checkpoint (App. D.3) with
+`examples/training/convert_mar_checkpoint.py` next.
 """
 
 import argparse
@@ -26,7 +26,6 @@ from diffusers_impact import (
     ImpactTransformer,
 )
 from diffusers_impact.configs import IMPACT_TRANSFORMER_CONFIGS
-from diffusers_impact.convert_mar import convert_mar_to_impact, load_mar_checkpoint
 from diffusers_impact.models import load_vocoder, vocoder_front_end
 
 
@@ -51,7 +50,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--max_text_length", type=int, default=77, help="Longest text token sequence (paper: 77).")
     parser.add_argument("--audio_length_in_s", type=float, default=10.24, help="Generated length (paper: 10.24 s).")
-    parser.add_argument("--init_from_mar", default=None, help="MAR checkpoint to initialise from (App. D.3).")
     parser.add_argument(
         "--seed", type=int, default=0, help="Seed of the new transformer's and head's initial weights."
     )
@@ -119,8 +117,6 @@ def main(argv=None) -> None:
         condition_channels=transformer.config.hidden_size,
         num_res_blocks=args.head_depth,
     )
-    if args.init_from_mar:
-        print(convert_mar_to_impact(load_mar_checkpoint(args.init_from_mar)[0], transformer, diff_head))
     pipeline = ImpactPipeline(
         vae=vae,
         vocoder=vocoder,

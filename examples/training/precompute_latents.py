@@ -2,12 +2,12 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """Encode an audio dataset with the pipeline's VAE once, so that training does not run the VAE every epoch.
 
-    python examples/precompute_latents.py --pipeline ./impact-init --train_data ./audiocaps \
+    python examples/training/precompute_latents.py --pipeline ./impact-init --train_data ./audiocaps \
         --caption_column caption --output_dir ./audiocaps-latents
 
 Each clip's first segment of the model's length (10.24 s for AudioLDM; AudioLDM front-end: 16 kHz mono,
 normalised, zero-padded) is encoded and the VAE posterior's mean and standard deviation are stored (float16) with the
-captions; training draws a fresh posterior sample per visit (`examples/train_impact.py --train_latents
+captions; training draws a fresh posterior sample per visit (`examples/training/train_impact.py --train_latents
 ./audiocaps-latents`). Unreadable, empty or silent files are skipped and counted. With `--text_embeddings` every
 caption's text embeddings are stored as well, so training does not run the text encoders either.
 """

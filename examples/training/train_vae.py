@@ -7,7 +7,7 @@ access, a new domain, a model small enough for a CPU), this script trains a repl
 1 input channel, log-mel spectrograms of 64 bins (`diffusers_impact.audio.mel_spectrogram`), a downsampling of
 2^(len(block_out_channels) - 1) along time and frequency.
 
-    python examples/train_vae.py --train_data ./clips --output_dir ./components/vae \
+    python examples/training/train_vae.py --train_data ./clips --output_dir ./components/vae \
         --block_out_channels 16 32 64 64 --latent_channels 8 --max_train_steps 800
 
 Each step cuts random `--crop_frames`-frame windows out of the log-mel spectrograms of random clips (clips are first

@@ -2,7 +2,7 @@
 
 Example:
 
-    python scripts/convert_mar_checkpoint.py --mar_checkpoint mar_base.pth \
+    python examples/training/convert_mar_checkpoint.py --mar_checkpoint mar_base.pth \
         --pipeline path/to/impact_pipeline --output_dir impact_from_mar_base
 
 Every MAR tensor whose IMPACT counterpart has the same shape is copied; the printed report lists what was copied,

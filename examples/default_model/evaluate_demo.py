@@ -2,7 +2,7 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """Does the text control the output? Score an animal-sound pipeline (the embedded default model by default).
 
-    python examples/evaluate_demo.py [--pipeline ./impact-animals/pipeline] [--output_dir ./evaluation]
+    python examples/default_model/evaluate_demo.py [--pipeline ./impact-animals/pipeline] [--output_dir ./evaluation]
 
 With fixed seeds, one clip is generated for a training caption of each of the ten sounds (the first caption of
 `assets/animal_sounds/captions.json`) and one for each of the three paraphrases per sound that never appeared in
@@ -39,7 +39,7 @@ from diffusers_impact.cli import diffusion_steps
 from diffusers_impact.evaluation import frechet_distance_from_features
 
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "animal_sounds"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "animal_sounds"
 ACTIVE_RANGE = np.log(10 ** (40 / 20))  # 40 dB in natural-log magnitude units
 
 
