@@ -1,6 +1,5 @@
 """End-to-end training with the example scripts on a tiny AudioLDM-format pipeline and clips made here (CPU, offline)."""
 
-import argparse
 import json
 import os
 import re
@@ -14,11 +13,12 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from helpers import Payload, example, load_example
+from helpers import Payload, example
 from safetensors.torch import load_file
 
 from diffusers_impact import ImpactPipeline, ImpactTransformer
 from diffusers_impact.testing_utils import tiny_impact_components
+from diffusers_impact.training import checkpoints
 from diffusers_impact.training.data import (
     LatentCaptionDataset,
     collate_latent_captions,
@@ -86,19 +86,12 @@ COMMON = [
 
 
 def test_both_phases_train_skip_bad_audio_and_save_a_loadable_pipeline(workspace):
-    # A MAR-format checkpoint with two width-compatible tensors: the converter copies them and says so.
-    mar = {"mask_token": torch.full((1, 1, 32), 0.25), "fake_latent": torch.full((1, 32), -0.5)}
-    torch.save({"model_ema": mar, "args": argparse.Namespace(model="mar_base")}, workspace / "mar.pth")
     pretrained, text = workspace / "pretrained", workspace / "text"
-    arguments = ["--mar_checkpoint", workspace / "mar.pth", "--pipeline", workspace / "init", "--output_dir"]
-    result = run_script("convert_mar_checkpoint.py", *arguments, workspace / "init-mar")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "copied:               2 tensors, 64 parameters" in result.stdout  # mask_token and null_condition
 
     result = run_script(
         "train_impact.py",
         "--pipeline",
-        workspace / "init-mar",
+        workspace / "init",
         "--phase",
         "unconditional",
         "--train_data",
@@ -359,12 +352,12 @@ def test_resuming_drops_a_metrics_line_cut_off_by_a_crash(checkpointed_run, tmp_
 
 
 def test_a_pickle_in_place_of_any_checkpoint_file_is_refused_without_running_it(checkpointed_run, tmp_path):
-    train_impact, marker = load_example("train_impact"), tmp_path / "code-ran"
-    for name in train_impact.CHECKPOINT_FILES:
+    marker = tmp_path / "code-ran"
+    for name in checkpoints.CHECKPOINT_FILES:
         folder = shutil.copytree(checkpointed_run[0] / "checkpoint-2", tmp_path / name)
         torch.save(Payload(marker), folder / name)
-        with pytest.raises(train_impact.DamagedCheckpointError, match=re.escape(f"{folder / name} cannot be read")):
-            train_impact.read_checkpoint(folder)
+        with pytest.raises(checkpoints.DamagedCheckpointError, match=re.escape(f"{folder / name} cannot be read")):
+            checkpoints.read_checkpoint(folder)
     assert not marker.exists()
     torch.save(Payload(marker), tmp_path / "custom_checkpoint_0.pkl")
     torch.load(tmp_path / "custom_checkpoint_0.pkl", weights_only=False)  # as `accelerator.load_state` read the EMA
@@ -377,7 +370,7 @@ def test_resuming_unpickles_nothing(checkpointed_run, tmp_path):
     marker, copy = tmp_path / "code-ran", tmp_path / "run"
 
     def plant_pickles(folder):
-        for name in load_example("train_impact").CHECKPOINT_FILES:
+        for name in checkpoints.CHECKPOINT_FILES:
             torch.save(Payload(marker), folder / "checkpoint-2" / name)
         for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "scheduler.bin"):
             torch.save(Payload(marker), folder / "checkpoint-1" / name)

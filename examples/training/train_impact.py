@@ -31,12 +31,9 @@ import contextlib
 import json
 import logging
 import os
-import re
-import shutil
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import soundfile
 import torch
 from accelerate import Accelerator
@@ -45,18 +42,26 @@ from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from diffusers.utils.torch_utils import randn_tensor
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactDiffHeadScheduler, ImpactPipeline
 from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, waveform_to_latents
 from diffusers_impact.models import vocoder_front_end
+from diffusers_impact.training.checkpoints import (
+    checkpoint_contents,
+    checkpoints_newest_first,
+    named_trained_parameters,
+    read_resume_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from diffusers_impact.training.data import (
     AudioCaptionDataset,
     LatentCaptionDataset,
+    batch_generators,
     collate_audio_captions,
     collate_latent_captions,
+    epoch_batches,
     load_audio_dataset,
     load_latent_dataset,
 )
@@ -65,15 +70,8 @@ from diffusers_impact.visualization import save_mel_spectrograms_png
 
 
 logger = get_logger(__name__)
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-# A checkpoint's files: tensors as safetensors, everything else as JSON (see `checkpoint_contents`).
-CHECKPOINT_FILES = (
-    "training_state.json",
-    "transformer.safetensors",
-    "diff_head.safetensors",
-    "ema.safetensors",
-    "optimizer.safetensors",
-)
+# Frozen while the transformer and the diffusion head train.
+FROZEN_COMPONENTS = ("vae", "vocoder", "text_encoder", "clap_text_encoder")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -163,153 +161,6 @@ def check_audioldm_format(pipeline: ImpactPipeline) -> None:
         )
 
 
-def batch_generators(
-    seed: int, batch_counter: int, first_position: int, num_samples: int
-) -> tuple[torch.Generator, list[torch.Generator], list[np.random.Generator]]:
-    """
-    Reproducible generators for one global batch: one for the batch itself (its mask ratio and dropout seed, the same
-    on every process), and a torch and a NumPy generator per sample, keyed by the sample's position in the global
-    batch (`first_position` is this process's first), so that no draw depends on how the batch is split.
-    """
-    batch_state = np.random.SeedSequence([seed, batch_counter]).generate_state(1)
-    sample_states = [
-        np.random.SeedSequence([seed, batch_counter, position]).generate_state(2)
-        for position in range(first_position, first_position + num_samples)
-    ]
-    return (
-        torch.Generator().manual_seed(int(batch_state[0])),
-        [torch.Generator().manual_seed(int(state[0])) for state in sample_states],
-        [np.random.default_rng(int(state[1])) for state in sample_states],
-    )
-
-
-def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int, process_index: int, num_processes: int):
-    """This process's index batches of one epoch: a seeded permutation, the last partial global batch dropped."""
-    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed + 7919 * epoch)).tolist()
-    global_batch = batch_size * num_processes
-    starts = range(
-        process_index * batch_size, num_examples - global_batch + 1 + process_index * batch_size, global_batch
-    )
-    return [order[start : start + batch_size] for start in starts]
-
-
-class DamagedCheckpointError(RuntimeError):
-    """A checkpoint file is missing or cannot be read."""
-
-
-def checkpoints_newest_first(output_dir: Path) -> list[Path]:
-    steps = [int(m.group(1)) for p in output_dir.glob("checkpoint-*") if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return [output_dir / f"checkpoint-{step}" for step in sorted(steps, reverse=True)]
-
-
-def named_trained_parameters(models: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Parameter]:
-    """The trained parameters in the EMA's order, named `<model>.<parameter>`."""
-    return {f"{key}.{name}": value for key, model in models.items() for name, value in model.named_parameters()}
-
-
-def checkpoint_contents(state: dict, models: dict, optimizer, lr_scheduler, ema: EMAModel, scaler) -> dict[str, dict]:
-    """The files of a checkpoint (`CHECKPOINT_FILES`): their tensors (`.safetensors`) or JSON values (`.json`)."""
-    optimizer_state, ema_state = optimizer.state_dict(), ema.state_dict()
-    adamw_tensors = optimizer_state["state"]  # parameter index → its step count and moments
-    return {
-        "training_state.json": {
-            **state,
-            "optimizer_param_groups": optimizer_state["param_groups"],
-            "lr_scheduler": lr_scheduler.state_dict(),
-            "grad_scaler": None if scaler is None else scaler.state_dict(),
-            "ema": {key: value for key, value in ema_state.items() if key != "shadow_params"},
-        },
-        **{f"{key}.safetensors": model.state_dict() for key, model in models.items()},
-        "ema.safetensors": dict(zip(named_trained_parameters(models), ema_state["shadow_params"])),
-        "optimizer.safetensors": {
-            f"{index}.{name}": tensor for index, tensors in adamw_tensors.items() for name, tensor in tensors.items()
-        },
-    }
-
-
-def save_checkpoint(accelerator, output_dir: Path, contents: dict, step: int, total_limit: int | None) -> Path:
-    """
-    Writes `checkpoint_contents` into a temporary folder renamed into place, so a crash mid-save never harms the last
-    good checkpoint; then deletes the oldest checkpoints beyond `total_limit`.
-    """
-    final, temporary = output_dir / f"checkpoint-{step}", output_dir / f".checkpoint-{step}.tmp"
-    if accelerator.is_main_process:
-        if temporary.exists():
-            shutil.rmtree(temporary)
-        temporary.mkdir()
-        for name, content in contents.items():
-            if name.endswith(".json"):
-                (temporary / name).write_text(json.dumps(content))
-            else:
-                save_file(content, temporary / name)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
-        if total_limit is not None:
-            for old in checkpoints_newest_first(output_dir)[total_limit:]:
-                shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def read_checkpoint(folder: Path) -> dict[str, dict]:
-    """
-    Every file of a checkpoint, read but not applied; `DamagedCheckpointError` names a missing or unreadable one. Only
-    safetensors and JSON are read, so a hostile checkpoint cannot run code (nothing is unpickled).
-    """
-    if not folder.is_dir():
-        raise DamagedCheckpointError(f"{folder} is not a folder")
-    contents = {}
-    for name in CHECKPOINT_FILES:
-        path = folder / name
-        if not path.is_file():
-            raise DamagedCheckpointError(f"{path} is missing")
-        try:
-            contents[name] = json.loads(path.read_text()) if name.endswith(".json") else load_file(path)
-        except (OSError, ValueError, SafetensorError) as error:  # ValueError: bad JSON or UTF-8
-            raise DamagedCheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from error
-    return contents
-
-
-def read_resume_checkpoint(output_dir: Path, resume: str) -> tuple[Path, dict[str, dict]]:
-    """The checkpoint `--resume_from_checkpoint` names and its files; `latest` skips damaged ones, saying why."""
-    if resume != "latest":
-        try:
-            return Path(resume), read_checkpoint(Path(resume))
-        except DamagedCheckpointError as error:
-            raise DamagedCheckpointError(
-                f"--resume_from_checkpoint {resume}: {error}. Resume from another checkpoint ('latest' resumes from "
-                "the newest intact one)."
-            ) from error
-    for checkpoint in checkpoints_newest_first(output_dir):
-        try:
-            return checkpoint, read_checkpoint(checkpoint)
-        except DamagedCheckpointError as error:
-            logger.warning(f"Skipping the damaged {checkpoint}: {error}.")
-    raise FileNotFoundError(
-        f"--resume_from_checkpoint latest: no intact checkpoint-* folder in {output_dir}. Train without "
-        "--resume_from_checkpoint to start afresh."
-    )
-
-
-def restore_checkpoint(contents: dict, models: dict, optimizer, lr_scheduler, ema: EMAModel, scaler) -> dict:
-    """Loads `checkpoint_contents` back; returns the counters (`global_step`, `batch_counter`)."""
-    training_state = contents["training_state.json"]
-    for key, model in models.items():
-        model.load_state_dict(contents[f"{key}.safetensors"])
-    shadow_params = [contents["ema.safetensors"][name] for name in named_trained_parameters(models)]
-    ema.load_state_dict({**training_state["ema"], "shadow_params": shadow_params})
-    adamw_tensors = defaultdict(dict)
-    for key, tensor in contents["optimizer.safetensors"].items():
-        index, name = key.split(".", 1)
-        adamw_tensors[int(index)][name] = tensor
-    optimizer.load_state_dict({"state": dict(adamw_tensors), "param_groups": training_state["optimizer_param_groups"]})
-    lr_scheduler.load_state_dict(training_state["lr_scheduler"])
-    if scaler is not None:
-        scaler.load_state_dict(training_state["grad_scaler"])
-    return {key: training_state[key] for key in ("global_step", "batch_counter")}
-
-
 @contextlib.contextmanager
 def ema_weights(ema: EMAModel, parameters):
     """The EMA weights in the model for the duration, the training weights restored afterwards."""
@@ -359,13 +210,13 @@ def render_validation(pipeline, args, output_dir: Path, global_step: int, accele
                 tracker.writer.add_audio(f"validation/{index}: {prompt}", waveform, global_step, sampling_rate)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def create_accelerator(args) -> Accelerator:
+    """Determinism, logging and the Accelerator; the output folder exists afterwards (on the main process)."""
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS needs it (CUDA only)
         torch.use_deterministic_algorithms(True)
-    output_dir = Path(args.output_dir)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -374,34 +225,39 @@ def main(argv=None) -> None:
     )
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+    return accelerator
 
-    # Models: the transformer and head train; VAE, vocoder and text encoders are frozen.
+
+def load_pipeline(args, accelerator: Accelerator) -> tuple[ImpactPipeline, torch.dtype]:
+    """The pipeline to train: the transformer and head in training mode, VAE, vocoder and text encoders frozen (in
+    the mixed-precision dtype, returned)."""
     pipeline = ImpactPipeline.from_pretrained(args.pipeline)
     pipeline.set_progress_bar_config(disable=True)
-    transformer, diff_head = pipeline.transformer, pipeline.diff_head
-    if args.text_token_dropout and transformer.config.pooled_text_embed_dim is None:
+    if args.text_token_dropout and pipeline.transformer.config.pooled_text_embed_dim is None:
         raise ValueError(
             "--text_token_dropout needs a transformer with a pooled text embedding (`pooled_text_embed_dim`)."
         )
+    check_audioldm_format(pipeline)
     frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
-    for name in ("vae", "vocoder", "text_encoder", "clap_text_encoder"):
+    for name in FROZEN_COMPONENTS:
         module = getattr(pipeline, name)
         if module is not None:
             module.requires_grad_(False).eval().to(accelerator.device, dtype=frozen_dtype)
-    transformer.train()
-    diff_head.train()
+    pipeline.transformer.train()
+    pipeline.diff_head.train()
     if args.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
-        diff_head.enable_gradient_checkpointing()
-    noise_scheduler = ImpactDiffHeadScheduler.from_config(pipeline.head_scheduler.config)
-    check_audioldm_format(pipeline)
+        pipeline.transformer.enable_gradient_checkpointing()
+        pipeline.diff_head.enable_gradient_checkpointing()
+    return pipeline, frozen_dtype
 
-    # Data
+
+def load_training_data(args, accelerator: Accelerator):
+    """The dataset: pre-computed latents or audio, with captions in the text phase; at least one global batch."""
     text_phase = args.phase == "text"
-    caption_column = args.caption_column if text_phase else None
     if args.train_latents:
         dataset = LatentCaptionDataset(load_latent_dataset(args.train_latents, require_captions=text_phase))
     else:
+        caption_column = args.caption_column if text_phase else None
         dataset = AudioCaptionDataset(
             load_audio_dataset(args.train_data, args.split, args.audio_column, caption_column)
         )
@@ -410,11 +266,11 @@ def main(argv=None) -> None:
             f"The dataset has {len(dataset)} examples, fewer than one global batch "
             f"({args.train_batch_size} × {accelerator.num_processes} processes)."
         )
-    batches_per_epoch = len(
-        epoch_batches(len(dataset), args.train_batch_size, args.seed, 0, 0, accelerator.num_processes)
-    )
+    return dataset
 
-    # Optimiser: AdamW; no weight decay on 1-D tensors, biases and the diffusion head (MAR).
+
+def create_optimizer(args, accelerator: Accelerator, transformer, diff_head):
+    """AdamW, no weight decay on 1-D tensors, biases and the diffusion head (MAR), and the learning-rate schedule."""
     decay, no_decay = [], list(diff_head.parameters())
     for name, parameter in transformer.named_parameters():
         (no_decay if parameter.ndim < 2 or name.endswith(".bias") else decay).append(parameter)
@@ -429,13 +285,168 @@ def main(argv=None) -> None:
         num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
     )
+    return optimizer, lr_scheduler
+
+
+def open_metrics_log(accelerator: Accelerator, output_dir: Path, global_step: int) -> Path:
+    """`logs/metrics.jsonl`, without the steps logged after `global_step` (those of a run we resume, or of a crash:
+    a line cut off by a crash is dropped too)."""
+    metrics_path = output_dir / "logs" / "metrics.jsonl"
+    if accelerator.is_main_process:
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        if metrics_path.exists():
+            lines = metrics_path.read_text().split("\n")[:-1]
+            kept = [line for line in lines if json.loads(line)["step"] <= global_step]
+            metrics_path.write_text("".join(line + "\n" for line in kept))
+    return metrics_path
+
+
+def prepare_batch(args, accelerator, pipeline, examples, generators, frozen_dtype, skipped: dict):
+    """
+    The model inputs of one batch: latents (sampled from pre-computed posteriors, or encoded from audio segments),
+    the text condition, and the per-sample torch generators of the samples kept; `None` when every file was unusable.
+    """
+    _, torch_generators, numpy_generators = generators
+    text_phase = args.phase == "text"
+    if args.train_latents:
+        batch = collate_latent_captions(examples, numpy_generators)
+        with torch.no_grad():
+            noise = randn_tensor(batch["latent_mean"].shape, generator=torch_generators)
+            latents = batch["latent_mean"] + batch["latent_std"] * noise
+            latents = (latents * pipeline.vae.config.scaling_factor).to(accelerator.device)
+    else:
+        # Segments as long as the model's output (AudioLDM: 10.24 s, 1024 mel frames).
+        batch = collate_audio_captions(examples, numpy_generators, num_samples=pipeline.num_mel_frames * HOP_LENGTH)
+        # The kept samples' generators (unusable files are dropped from the batch).
+        torch_generators = [g for g, e in zip(torch_generators, examples) if e["skip_reason"] is None]
+        known = len(skipped)
+        skipped.update((e["index"], e["skip_reason"]) for e in examples if e["skip_reason"] is not None)
+        if len(skipped) > known:
+            logger.warning(f"Unusable audio files skipped so far: {dict(Counter(skipped.values()))}")
+        if not torch_generators:  # every file of the batch was unusable
+            return None
+        with torch.no_grad():
+            waveforms = batch["waveforms"].to(accelerator.device, frozen_dtype)
+            latents = waveform_to_latents(
+                pipeline.vae, waveforms, generator=torch_generators, num_frames=pipeline.num_mel_frames
+            ).float()
+
+    condition = {}
+    if text_phase and "prompt_embeds" in batch:  # pre-computed text embeddings
+        pooled = batch.get("pooled_prompt_embeds")
+        condition = {
+            "encoder_hidden_states": batch["prompt_embeds"].to(accelerator.device),
+            "encoder_attention_mask": batch["prompt_attention_mask"].to(accelerator.device),
+            "pooled_projections": None if pooled is None else pooled.to(accelerator.device),
+        }
+    elif text_phase:
+        with torch.no_grad():
+            prompt_embeds, attention_mask, pooled, *_ = pipeline.encode_prompt(
+                batch["captions"], accelerator.device, do_classifier_free_guidance=False
+            )
+        condition = {
+            "encoder_hidden_states": prompt_embeds.float(),
+            "encoder_attention_mask": attention_mask,
+            "pooled_projections": None if pooled is None else pooled.float(),
+        }
+    if args.text_token_dropout:  # text phase only (parse_args)
+        # The pooled slot stays a key whatever the token mask, so these samples see the pooled vector alone.
+        keep_tokens = uniform_per_sample(len(latents), torch_generators) >= args.text_token_dropout
+        mask = condition["encoder_attention_mask"]
+        condition["encoder_attention_mask"] = mask.bool() & keep_tokens.to(mask.device).unsqueeze(1)
+    return latents, condition, torch_generators
+
+
+def training_step(args, accelerator, training: dict, latents, condition, batch_generator, torch_generators, state):
+    """One forward and backward pass (and an optimiser step when gradients are synchronised); returns the loss. A
+    non-finite loss on any process stops training, naming the step and the last good checkpoint."""
+    transformer, diff_head, optimizer = training["transformer"], training["diff_head"], training["optimizer"]
+    with accelerator.accumulate(transformer, diff_head):
+        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=batch_generator)))  # dropout
+        # One ratio per global batch (MAR draws one per batch; here the processes share it).
+        mask_ratio = args.mask_ratio
+        if mask_ratio is None:
+            mask_ratio = sample_mask_ratio(batch_generator, args.min_mask_ratio)
+        loss = masked_generative_loss(
+            transformer,
+            diff_head,
+            training["noise_scheduler"],
+            training["models"]["transformer"].patchify(latents),
+            torch_generators,
+            mask_ratio=mask_ratio,
+            diffusion_batch_mul=args.diffusion_batch_mul,
+            condition_drop_prob=args.condition_drop_prob if args.phase == "text" else 0.0,
+            **condition,
+        )
+        nonfinite = accelerator.gather(torch.tensor([not torch.isfinite(loss)], device=accelerator.device))
+        if nonfinite.any():
+            latest = next(iter(checkpoints_newest_first(Path(args.output_dir))), None)
+            raise RuntimeError(
+                f"The loss is not finite at step {state['global_step'] + 1}; training stopped. The last good "
+                f"checkpoint is {latest or 'none (none was saved yet)'}. Lower the learning rate or check the "
+                "data, then continue with --resume_from_checkpoint latest."
+            )
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(training["trained_parameters"], args.max_grad_norm)
+        optimizer.step()
+        training["lr_scheduler"].step()
+        optimizer.zero_grad()
+    return loss
+
+
+def save_trained_pipeline(args, accelerator, pipeline, models, ema, trained_parameters, global_step) -> None:
+    """The EMA weights into the pipeline, saved (with its model card) and optionally pushed; main process only."""
+    ema.copy_to(trained_parameters)
+    pipeline.transformer = models["transformer"].eval()
+    pipeline.diff_head = models["diff_head"].eval()
+    for name in FROZEN_COMPONENTS:
+        module = getattr(pipeline, name)
+        if module is not None:
+            module.to(torch.float32)
+    output_dir = Path(args.output_dir)
+    if args.phase == "text":
+        render_validation(pipeline, args, output_dir, global_step, accelerator)
+    card = pipeline.create_model_card(
+        args.hub_model_id,
+        training=f"Trained with `examples/training/train_impact.py`, phase `{args.phase}`, {global_step} steps of "
+        f"{args.train_batch_size} × {accelerator.num_processes} × {args.gradient_accumulation_steps} clips, AdamW "
+        f"lr {args.learning_rate}, mask ratio q = {args.min_mask_ratio}; EMA {args.ema_decay} weights.",
+    )
+    card.save(output_dir / "README.md")
+    pipeline.save_pretrained(output_dir)
+    if args.push_to_hub:  # uploads the pipeline alone (not the checkpoints beside it), with this card if new
+        pipeline.push_to_hub(args.hub_model_id, token=args.hub_token, model_card=card)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    text_phase = args.phase == "text"
+    accelerator = create_accelerator(args)
+    pipeline, frozen_dtype = load_pipeline(args, accelerator)
+    noise_scheduler = ImpactDiffHeadScheduler.from_config(pipeline.head_scheduler.config)
+    dataset = load_training_data(args, accelerator)
+    batches_per_epoch = len(
+        epoch_batches(len(dataset), args.train_batch_size, args.seed, 0, 0, accelerator.num_processes)
+    )
+    optimizer, lr_scheduler = create_optimizer(args, accelerator, pipeline.transformer, pipeline.diff_head)
     transformer, diff_head, optimizer, lr_scheduler = accelerator.prepare(
-        transformer, diff_head, optimizer, lr_scheduler
+        pipeline.transformer, pipeline.diff_head, optimizer, lr_scheduler
     )
     models = {"transformer": accelerator.unwrap_model(transformer), "diff_head": accelerator.unwrap_model(diff_head)}
     trained_parameters = list(named_trained_parameters(models).values())
     ema = EMAModel(trained_parameters, decay=args.ema_decay, use_ema_warmup=args.ema_warmup)
     checkpointed = (models, optimizer, lr_scheduler, ema, accelerator.scaler)  # what a checkpoint saves and restores
+    training = {
+        "transformer": transformer,
+        "diff_head": diff_head,
+        "models": models,
+        "noise_scheduler": noise_scheduler,
+        "optimizer": optimizer,
+        "lr_scheduler": lr_scheduler,
+        "trained_parameters": trained_parameters,
+    }
 
     state = {"global_step": 0, "batch_counter": 0}
     if args.resume_from_checkpoint:
@@ -446,13 +457,7 @@ def main(argv=None) -> None:
         accelerator.print(f"Resumed from {checkpoint} at step {state['global_step']}.")
     if accelerator.is_main_process:
         accelerator.init_trackers("impact", config={k: str(v) for k, v in vars(args).items()})
-    metrics_path = output_dir / "logs" / "metrics.jsonl"
-    if accelerator.is_main_process:
-        metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        if metrics_path.exists():  # drop steps logged after the checkpoint we resume from (or all, on a fresh run)
-            lines = metrics_path.read_text().split("\n")[:-1]  # drops a line cut off (no newline) by a crash
-            kept = [line for line in lines if json.loads(line)["step"] <= state["global_step"]]
-            metrics_path.write_text("".join(line + "\n" for line in kept))
+    metrics_path = open_metrics_log(accelerator, output_dir, state["global_step"])
 
     skipped = {}  # dataset index → skip reason: a file skipped in every epoch counts once
     progress = tqdm(
@@ -468,91 +473,17 @@ def main(argv=None) -> None:
             dataset, batch_sampler=batches, collate_fn=list, num_workers=args.dataloader_num_workers
         )
         for examples in loader:
-            batch_generator, torch_generators, numpy_generators = batch_generators(
+            generators = batch_generators(
                 args.seed, state["batch_counter"], accelerator.process_index * args.train_batch_size, len(examples)
             )
             state["batch_counter"] += 1
-            if args.train_latents:
-                batch = collate_latent_captions(examples, numpy_generators)
-                with torch.no_grad():
-                    latents = batch["latent_mean"] + batch["latent_std"] * randn_tensor(
-                        batch["latent_mean"].shape, generator=torch_generators
-                    )
-                    latents = (latents * pipeline.vae.config.scaling_factor).to(accelerator.device)
-            else:
-                # Segments as long as the model's output (AudioLDM: 10.24 s, 1024 mel frames).
-                batch = collate_audio_captions(
-                    examples, numpy_generators, num_samples=pipeline.num_mel_frames * HOP_LENGTH
-                )
-                # The kept samples' generators (unusable files are dropped from the batch).
-                torch_generators = [g for g, e in zip(torch_generators, examples) if e["skip_reason"] is None]
-                known = len(skipped)
-                skipped.update((e["index"], e["skip_reason"]) for e in examples if e["skip_reason"] is not None)
-                if len(skipped) > known:
-                    logger.warning(f"Unusable audio files skipped so far: {dict(Counter(skipped.values()))}")
-                if not torch_generators:  # every file of the batch was unusable
-                    continue
-                with torch.no_grad():
-                    waveforms = batch["waveforms"].to(accelerator.device, frozen_dtype)
-                    latents = waveform_to_latents(
-                        pipeline.vae, waveforms, generator=torch_generators, num_frames=pipeline.num_mel_frames
-                    ).float()
-            condition = {}
-            if text_phase and "prompt_embeds" in batch:  # pre-computed text embeddings
-                condition = {
-                    "encoder_hidden_states": batch["prompt_embeds"].to(accelerator.device),
-                    "encoder_attention_mask": batch["prompt_attention_mask"].to(accelerator.device),
-                    "pooled_projections": batch.get("pooled_prompt_embeds"),
-                }
-                if condition["pooled_projections"] is not None:
-                    condition["pooled_projections"] = condition["pooled_projections"].to(accelerator.device)
-            elif text_phase:
-                with torch.no_grad():
-                    prompt_embeds, attention_mask, pooled, *_ = pipeline.encode_prompt(
-                        batch["captions"], accelerator.device, do_classifier_free_guidance=False
-                    )
-                condition = {
-                    "encoder_hidden_states": prompt_embeds.float(),
-                    "encoder_attention_mask": attention_mask,
-                    "pooled_projections": None if pooled is None else pooled.float(),
-                }
-            if args.text_token_dropout:  # text phase only (parse_args)
-                # The pooled slot stays a key whatever the token mask, so these samples see the pooled vector alone.
-                keep_tokens = uniform_per_sample(len(latents), torch_generators) >= args.text_token_dropout
-                mask = condition["encoder_attention_mask"]
-                condition["encoder_attention_mask"] = mask.bool() & keep_tokens.to(mask.device).unsqueeze(1)
-
-            with accelerator.accumulate(transformer, diff_head):
-                torch.manual_seed(int(torch.randint(0, 2**62, (), generator=batch_generator)))  # dropout
-                # One ratio per global batch (MAR draws one per batch; here the processes share it).
-                mask_ratio = args.mask_ratio
-                if mask_ratio is None:
-                    mask_ratio = sample_mask_ratio(batch_generator, args.min_mask_ratio)
-                loss = masked_generative_loss(
-                    transformer,
-                    diff_head,
-                    noise_scheduler,
-                    models["transformer"].patchify(latents),
-                    torch_generators,
-                    mask_ratio=mask_ratio,
-                    diffusion_batch_mul=args.diffusion_batch_mul,
-                    condition_drop_prob=args.condition_drop_prob if text_phase else 0.0,
-                    **condition,
-                )
-                nonfinite = accelerator.gather(torch.tensor([not torch.isfinite(loss)], device=accelerator.device))
-                if nonfinite.any():
-                    latest = next(iter(checkpoints_newest_first(output_dir)), None)
-                    raise RuntimeError(
-                        f"The loss is not finite at step {state['global_step'] + 1}; training stopped. The last good "
-                        f"checkpoint is {latest or 'none (none was saved yet)'}. Lower the learning rate or check the "
-                        "data, then continue with --resume_from_checkpoint latest."
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(trained_parameters, args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad()
+            prepared = prepare_batch(args, accelerator, pipeline, examples, generators, frozen_dtype, skipped)
+            if prepared is None:
+                continue
+            latents, condition, torch_generators = prepared
+            loss = training_step(
+                args, accelerator, training, latents, condition, generators[0], torch_generators, state
+            )
 
             if not accelerator.sync_gradients:
                 continue
@@ -578,25 +509,7 @@ def main(argv=None) -> None:
     # The EMA weights are the ones saved for inference.
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        ema.copy_to(trained_parameters)
-        pipeline.transformer = models["transformer"].eval()
-        pipeline.diff_head = models["diff_head"].eval()
-        for name in ("vae", "vocoder", "text_encoder", "clap_text_encoder"):
-            module = getattr(pipeline, name)
-            if module is not None:
-                module.to(torch.float32)
-        if text_phase:
-            render_validation(pipeline, args, output_dir, state["global_step"], accelerator)
-        card = pipeline.create_model_card(
-            args.hub_model_id,
-            training=f"Trained with `examples/training/train_impact.py`, phase `{args.phase}`, {state['global_step']} steps of "
-            f"{args.train_batch_size} × {accelerator.num_processes} × {args.gradient_accumulation_steps} clips, AdamW "
-            f"lr {args.learning_rate}, mask ratio q = {args.min_mask_ratio}; EMA {args.ema_decay} weights.",
-        )
-        card.save(output_dir / "README.md")
-        pipeline.save_pretrained(output_dir)
-        if args.push_to_hub:  # uploads the pipeline alone (not the checkpoints beside it), with this card if new
-            pipeline.push_to_hub(args.hub_model_id, token=args.hub_token, model_card=card)
+        save_trained_pipeline(args, accelerator, pipeline, models, ema, trained_parameters, state["global_step"])
         if skipped:
             logger.warning(f"Unusable audio files skipped during training: {dict(Counter(skipped.values()))}")
     accelerator.end_training()

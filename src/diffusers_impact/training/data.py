@@ -577,3 +577,33 @@ def collate_latent_captions(examples: list[dict], generator: np.random.Generator
         pooled = [e["pooled_text_embeds"][k].astype(np.float32) for e, k in zip(examples, chosen)]
         batch["pooled_prompt_embeds"] = torch.from_numpy(np.stack(pooled))
     return batch
+
+
+def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int, process_index: int, num_processes: int):
+    """This process's index batches of one epoch: a seeded permutation, the last partial global batch dropped."""
+    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed + 7919 * epoch)).tolist()
+    global_batch = batch_size * num_processes
+    starts = range(
+        process_index * batch_size, num_examples - global_batch + 1 + process_index * batch_size, global_batch
+    )
+    return [order[start : start + batch_size] for start in starts]
+
+
+def batch_generators(
+    seed: int, batch_counter: int, first_position: int, num_samples: int
+) -> tuple[torch.Generator, list[torch.Generator], list[np.random.Generator]]:
+    """
+    Reproducible generators for one global batch: one for the batch itself (its mask ratio and dropout seed, the same
+    on every process), and a torch and a NumPy generator per sample, keyed by the sample's position in the global
+    batch (`first_position` is this process's first), so that no draw depends on how the batch is split.
+    """
+    batch_state = np.random.SeedSequence([seed, batch_counter]).generate_state(1)
+    sample_states = [
+        np.random.SeedSequence([seed, batch_counter, position]).generate_state(2)
+        for position in range(first_position, first_position + num_samples)
+    ]
+    return (
+        torch.Generator().manual_seed(int(batch_state[0])),
+        [torch.Generator().manual_seed(int(state[0])) for state in sample_states],
+        [np.random.default_rng(int(state[1])) for state in sample_states],
+    )
