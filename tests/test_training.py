@@ -271,6 +271,48 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(workspa
     assert all((one_process[name] - initial[name]).abs().max() > 1e-4 for name in compared)  # all of them trained
 
 
+def test_two_processes_train_the_unconditional_phase_on_audio_with_unusable_files(workspace):
+    """The audio path on two CPU processes, one clip each per step (seed 1: at steps 3 and 4 one process draws the
+    broken or the silent file while the other draws a clip): the text layers get no gradient in this phase, and
+    DistributedDataParallel must have been told so, or the run stops with an error at the second step."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(example("train_impact.py")),
+        "--pipeline",
+        str(workspace / "init"),
+        "--phase",
+        "unconditional",
+        "--train_data",
+        str(workspace / "clips"),
+        "--output_dir",
+        str(workspace / "two-processes-bad-files"),
+        "--max_train_steps",
+        "5",
+        "--train_batch_size",
+        "1",
+        "--report_to",
+        "none",
+        "--seed",
+        "1",
+    ]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Unusable audio files skipped" in result.stderr
+    assert [
+        line["step"]
+        for line in map(
+            json.loads, (workspace / "two-processes-bad-files" / "logs" / "metrics.jsonl").read_text().splitlines()
+        )
+    ] == [1, 2, 3, 4, 5]
+
+
 @pytest.fixture(scope="module")
 def checkpointed_run(workspace) -> tuple[Path, list]:
     """A two-step run on pre-computed latents with a checkpoint after each step, and its arguments."""

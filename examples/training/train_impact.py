@@ -38,7 +38,7 @@ import soundfile
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from diffusers.utils.torch_utils import randn_tensor
@@ -222,6 +222,9 @@ def create_accelerator(args) -> Accelerator:
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        # Some parameters get no gradient in a step: the text layers in the unconditional phase, or in a batch whose
+        # samples all drew the null condition. DistributedDataParallel must be told, or it stops with an error.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -478,7 +481,10 @@ def main(argv=None) -> None:
             )
             state["batch_counter"] += 1
             prepared = prepare_batch(args, accelerator, pipeline, examples, generators, frozen_dtype, skipped)
-            if prepared is None:
+            # Every process takes the same steps (a step is a collective operation): a batch whose files were all
+            # unusable on one process is skipped by all of them.
+            usable = accelerator.gather(torch.tensor([prepared is not None], device=accelerator.device))
+            if not usable.all():
                 continue
             latents, condition, torch_generators = prepared
             loss = training_step(
