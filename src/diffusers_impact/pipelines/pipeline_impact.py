@@ -24,8 +24,10 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import logging, replace_example_docstring
+from diffusers.utils.constants import HF_MODULES_CACHE
 from diffusers.utils.hub_utils import populate_model_card
 from diffusers.utils.torch_utils import randn_tensor
+from filelock import FileLock
 from huggingface_hub import ModelCard, ModelCardData, create_repo, hf_hub_download, upload_folder
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTrainedTokenizerBase, SpeechT5HifiGan
@@ -433,15 +435,20 @@ class ImpactPipeline(DiffusionPipeline):
             _check_pipeline_folder(folder, set(kwargs))
         else:
             folder = _download_loader_files(os.fspath(pretrained_model_name_or_path), kwargs)
-        if folder is not None and "trust_remote_code" not in kwargs and _check_loader_files(folder):
-            # The folder's loader files only import this package (checked), so running them runs no foreign code.
-            kwargs["trust_remote_code"] = True
-            if not os.path.isdir(pretrained_model_name_or_path):
-                # The snapshot whose files were checked, and its loader file read locally: diffusers would otherwise
-                # ask the Hub for the repo's commit to place remote code, which fails offline.
-                kwargs["revision"] = os.path.basename(folder)
-                kwargs.setdefault("custom_pipeline", os.path.join(folder, LOADER_FILE))
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if folder is None or "trust_remote_code" in kwargs or not _check_loader_files(folder):
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        # The folder's loader files only import this package (checked), so running them runs no foreign code.
+        kwargs["trust_remote_code"] = True
+        if not os.path.isdir(pretrained_model_name_or_path):
+            # The snapshot whose files were checked, and its loader file read locally: diffusers would otherwise ask
+            # the Hub for the repo's commit to place remote code, which fails offline.
+            kwargs["revision"] = os.path.basename(folder)
+            kwargs.setdefault("custom_pipeline", os.path.join(folder, LOADER_FILE))
+        # diffusers copies loader files into its modules cache at every load and imports them from there: processes
+        # loading at once (one per device) must not read each other's half-written copies.
+        os.makedirs(HF_MODULES_CACHE, exist_ok=True)
+        with FileLock(os.path.join(HF_MODULES_CACHE, ".diffusers_impact.lock")):
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     def create_model_card(
         self,
