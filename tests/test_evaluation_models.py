@@ -3,10 +3,8 @@
 import hashlib
 import io
 import json
-import os
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -18,7 +16,7 @@ import pytest
 import soundfile
 import torch
 import torch.nn.functional as F
-from helpers import Payload, example, load_example
+from helpers import Payload, example, load_example, run_on_two_cpu_processes
 from transformers import (
     ClapAudioConfig,
     ClapConfig,
@@ -759,26 +757,7 @@ def test_evaluate_script_shares_clips_between_processes_then_scores_once(tmp_pat
         "--clap_model",
         checkpoints["clap"],
     ]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(port),
-        str(example("evaluate.py")),
-        *map(str, common),
-        "--output_dir",
-        str(tmp_path / "two"),
-        *map(str, scoring),
-    ]
-    environment = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_on_two_cpu_processes(example("evaluate.py"), *common, "--output_dir", tmp_path / "two", *scoring)
     assert "generating 3 (process 0 of 2)" in result.stdout and "generating 2 (process 1 of 2)" in result.stdout
     metrics = json.loads((tmp_path / "two_metrics.json").read_text())
     assert metrics["num_clips"] == 5 and result.stdout.count("CLAP:") == 1  # scored once, by the main process

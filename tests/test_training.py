@@ -4,7 +4,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from helpers import Payload, example
+from helpers import Payload, example, run_on_two_cpu_processes
 from safetensors.torch import load_file
 
 from diffusers_impact import ImpactPipeline, ImpactTransformer
@@ -195,12 +194,6 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(workspac
     assert any(not torch.equal(reference[name], weights(workspace / "init")[name]) for name in reference)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_two_processes_train_like_one_process_with_the_same_global_batch(workspace):
     """accelerate on two CPU processes (gloo, launched by torchrun): every draw is keyed by the sample's place in the
     global batch, so 2 × 2 samples per step end with the weights of 1 × 4, up to float rounding. The transformer
@@ -222,7 +215,6 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(workspa
     ]
     save_latent_dataset(records, workspace / "captioned-latents")
     arguments = [
-        example("train_impact.py"),
         "--pipeline",
         workspace / "init-no-dropout",
         "--phase",
@@ -238,29 +230,27 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(workspa
         "--condition_drop_prob",
         0.5,
         "--deterministic",
-        *COMMON,
+        *COMMON[2:],  # all but the batch size
     ]
-    arguments = [str(argument) for argument in arguments]
-    one = [sys.executable, *arguments, "--output_dir", str(workspace / "one-process")]
-    one[one.index("--train_batch_size") + 1] = "4"
-    two = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(free_port()),
-        *arguments,
-        "--output_dir",
-        str(workspace / "two-processes"),
-    ]
-    two[two.index("--train_batch_size") + 1] = "2"
-    environment = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
-    for command in (one, two):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
-        errors = [line for line in result.stderr.splitlines() if "Error" in line]  # every rank's, not only the last
-        assert result.returncode == 0, "\n".join(errors[:20]) + result.stderr[-2000:]
+    one_process = subprocess.run(
+        [
+            sys.executable,
+            str(example("train_impact.py")),
+            *map(str, arguments),
+            "--train_batch_size",
+            "4",
+            "--output_dir",
+            str(workspace / "one-process"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert one_process.returncode == 0, one_process.stderr[-3000:]
+    run_on_two_cpu_processes(
+        example("train_impact.py"), *arguments, "--train_batch_size", 2, "--output_dir", workspace / "two-processes"
+    )
     two_processes, one_process = weights(workspace / "two-processes"), weights(workspace / "one-process")
     assert two_processes.keys() == one_process.keys()
     # Not the attention key biases: softmax ignores a shift shared by all keys, so their true gradient is 0 and what
@@ -273,39 +263,29 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(workspa
 
 
 def test_two_processes_train_the_unconditional_phase_on_audio_with_unusable_files(workspace):
-    """The audio path on two CPU processes, one clip each per step (seed 1: at steps 3 and 4 one process draws the
-    broken or the silent file while the other draws a clip): the text layers get no gradient in this phase, and
+    """The audio path on two CPU processes, one clip each per step (seed 1: in the third and fourth global batches one process draws
+    the broken or the silent file while the other draws a clip): the text layers get no gradient in this phase, and
     DistributedDataParallel must have been told so, or the run stops with an error at the second step."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(free_port()),
-        str(example("train_impact.py")),
+    result = run_on_two_cpu_processes(
+        example("train_impact.py"),
         "--pipeline",
-        str(workspace / "init"),
+        workspace / "init",
         "--phase",
         "unconditional",
         "--train_data",
-        str(workspace / "clips"),
+        workspace / "clips",
         "--output_dir",
-        str(workspace / "two-processes-bad-files"),
+        workspace / "two-processes-bad-files",
         "--max_train_steps",
-        "5",
+        5,
         "--train_batch_size",
-        "1",
+        1,
         "--report_to",
         "none",
         "--seed",
-        "1",
-    ]
-    environment = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
-    errors = [line for line in result.stderr.splitlines() if "Error" in line]  # every rank's, not only the last
-    assert result.returncode == 0, "\n".join(errors[:20]) + result.stderr[-2000:]
+        1,
+        timeout=300,
+    )
     assert "Unusable audio files skipped" in result.stderr
     assert [
         line["step"]

@@ -430,16 +430,20 @@ class ImpactPipeline(DiffusionPipeline):
         repo). A local folder is checked first, so that a missing component folder or a config value of the wrong
         type is reported with the exact file, instead of an error from deep inside a component's constructor.
         """
-        if os.path.isdir(pretrained_model_name_or_path):
+        local = os.path.isdir(pretrained_model_name_or_path)
+        if local:
+            _check_pipeline_folder(os.fspath(pretrained_model_name_or_path), set(kwargs))
+        if "trust_remote_code" in kwargs:  # the caller decides on the loader files
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if local:
             folder = os.fspath(pretrained_model_name_or_path)
-            _check_pipeline_folder(folder, set(kwargs))
         else:
             folder = _download_loader_files(os.fspath(pretrained_model_name_or_path), kwargs)
-        if folder is None or "trust_remote_code" in kwargs or not _check_loader_files(folder):
+        if folder is None or not _check_loader_files(folder):
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         # The folder's loader files only import this package (checked), so running them runs no foreign code.
         kwargs["trust_remote_code"] = True
-        if not os.path.isdir(pretrained_model_name_or_path):
+        if not local:
             # The snapshot whose files were checked, and its loader file read locally: diffusers would otherwise ask
             # the Hub for the repo's commit to place remote code, which fails offline.
             kwargs["revision"] = os.path.basename(folder)
