@@ -57,6 +57,7 @@ from paper_reference import (
 from timing import instrument_audioldm, instrument_impact, measure
 
 import diffusers_impact
+from diffusers_impact.pipelines.pipeline_impact import DIFFUSION_STEP_ANNEALING_SHAPES as ANNEALING_SHAPES
 
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -74,12 +75,32 @@ FULL_GRID_COMMAND = (
 
 
 # ----------------------------------------------------------------------------------------------------- arguments
-def head_steps_argument(text: str) -> int | list[int]:
-    """`100`, or `50:5` for diffusion step annealing from 50 to 5 steps (a list, as the pipeline and JSON take it)."""
-    values = [int(part) for part in text.split(":")]
-    if len(values) > 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or FIRST:LAST, got {text!r}")
-    return values[0] if len(values) == 1 else values
+def head_steps_argument(text: str) -> int | list:
+    """
+    `100`, or `50:5` for diffusion step annealing from 50 to 5 steps (a list, as the pipeline and JSON take it), or
+    `50:5:geometric` for the pipeline's geometric annealing shape.
+    """
+    parts = text.split(":")
+    shape = parts.pop() if len(parts) == 3 else None
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        values = []
+    if not 1 <= len(values) <= 2 or min(values) < 1 or (shape is not None and shape not in ANNEALING_SHAPES):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, FIRST:LAST or FIRST:LAST:SHAPE (SHAPE one of {ANNEALING_SHAPES}), got {text!r}"
+        )
+    if len(values) == 1:
+        return values[0]
+    return values + [shape] if shape is not None else values
+
+
+def annealing_kwargs(head_steps: int | list) -> dict:
+    """The pipeline arguments for a `head_steps_argument` value."""
+    if isinstance(head_steps, int):
+        return {"num_diffusion_steps": head_steps}
+    shape = head_steps[2] if len(head_steps) == 3 else "linear"
+    return {"num_diffusion_steps": tuple(head_steps[:2]), "diffusion_step_annealing": shape}
 
 
 def head_steps_label(head_steps: int | list[int]) -> str:
@@ -104,7 +125,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs="+",
         default=[PAPER_HEAD_STEPS],
         help="IMPACT diffusion-head sampling steps per iteration to measure (paper: 100), or FIRST:LAST for diffusion "
-        "step annealing (DiSA, e.g. 50:5).",
+        "step annealing (DiSA, e.g. 50:5), or FIRST:LAST:geometric for its geometric shape.",
     )
     parser.add_argument(
         "--audioldm_steps",
@@ -214,7 +235,7 @@ def benchmark_impact(args, device: torch.device, dtype: torch.dtype) -> dict:
                     device,
                     batch_size,
                     num_inference_steps=decoding_steps,
-                    num_diffusion_steps=head_steps if isinstance(head_steps, int) else tuple(head_steps),
+                    **annealing_kwargs(head_steps),
                     guidance_scale=IMPACT_GUIDANCE_SCALE,
                 )
                 result = measure(call, timer, device, args.warmup, args.repeats)

@@ -14,8 +14,8 @@ Stages (components at their real sizes, random weights; `benchmark_models.build_
 - `head call`: one call of `ImpactDiffHead` on `--head_rows` rows (one sampling step of the diffusion head; at T = 16
   the pipeline generates 16 tokens per iteration on average, ×2 for the guidance branches: 32 rows);
 - `head, decoding pass`: every head sampling loop of one decoding pass (`ImpactPipeline.sample_tokens` with the
-  scheduler's token counts, guidance on), at T = 16 with 100 steps and with DiSA 50→5; its bound is the sum of the
-  bounds of its head calls (each reads the weights once);
+  scheduler's token counts, guidance on), at T = 16 with 100 steps and with DiSA 50→5 (linear and geometric); its
+  bound is the sum of the bounds of its head calls (each reads the weights once);
 - `transformer iteration`: one `ImpactTransformer` forward, guidance batch of 2, half of the 256 tokens visible
   (the middle of a decoding pass);
 - `VAE decode`: `decode_latents` of one 10.24 s latent (1024 × 64 mel spectrogram);
@@ -116,11 +116,13 @@ def stage_row(name: str, seconds: float, flops: float, least_bytes: float, bound
     }
 
 
-def head_pass(pipe, num_inference_steps: int, num_diffusion_steps, limits: dict, repeats: int, generator) -> dict:
+def head_pass(
+    pipe, num_inference_steps: int, num_diffusion_steps, annealing: str, limits: dict, repeats: int, generator
+) -> dict:
     """Every head sampling loop of one decoding pass (batch 1, guidance on), timed together; bound = Σ call bounds."""
     scheduler = pipe.scheduler
     scheduler.set_timesteps(num_inference_steps, pipe.transformer.num_tokens)
-    steps = annealed_diffusion_steps(num_diffusion_steps, len(scheduler.timesteps))
+    steps = annealed_diffusion_steps(num_diffusion_steps, len(scheduler.timesteps), annealing)
     head = pipe.diff_head
     weight_bytes = sum(p.numel() * p.element_size() for p in head.parameters())
     token_dim, width = head.config.in_channels, head.config.condition_channels
@@ -149,7 +151,8 @@ def head_pass(pipe, num_inference_steps: int, num_diffusion_steps, limits: dict,
         bound += step_count * max(
             call_flops / limits["peak_flops_per_s"], call_bytes / limits["memory_bandwidth_bytes_per_s"]
         )
-    name = f"head, decoding pass (T = {num_inference_steps}, steps {num_diffusion_steps}, {sum(steps)} calls)"
+    shape = f" {annealing}" if isinstance(num_diffusion_steps, tuple) else ""
+    name = f"head, decoding pass (T = {num_inference_steps}, steps {num_diffusion_steps}{shape}, {sum(steps)} calls)"
     return stage_row(name, median_seconds(run, repeats), flops, least_bytes, bound, limits)
 
 
@@ -186,8 +189,10 @@ def main(argv=None) -> None:
             stage(f"head call ({rows} rows)", head, Call(head, noisy, timestep, condition), limits, args.repeats)
         )
 
-    for num_diffusion_steps in (100, (50, 5)):
-        stages.append(head_pass(pipe, 16, num_diffusion_steps, limits, max(1, args.repeats // 2), generator))
+    for num_diffusion_steps, annealing in ((100, "linear"), ((50, 5), "linear"), ((50, 5), "geometric")):
+        stages.append(
+            head_pass(pipe, 16, num_diffusion_steps, annealing, limits, max(1, args.repeats // 2), generator)
+        )
 
     num_tokens, text_length = transformer.num_tokens, 12
     tokens = torch.randn(2, num_tokens, token_dim, generator=generator)

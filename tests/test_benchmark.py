@@ -1,5 +1,6 @@
 """The latency benchmark runs end to end on tiny random pipelines (CPU, offline) and its plot is written."""
 
+import argparse
 import importlib
 import json
 import re
@@ -183,6 +184,10 @@ def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extra
     head_steps_argument = benchmarks("benchmark_pipeline").head_steps_argument
     assert head_steps_argument("50:5") == [50, 5]
     assert head_steps_argument("100") == 100
+    assert head_steps_argument("50:5:geometric") == [50, 5, "geometric"]
+    for bad in ("50:5:cosine", "50:0", "a", "50:5:6:geometric", "100:geometric"):
+        with pytest.raises(argparse.ArgumentTypeError, match="FIRST:LAST:SHAPE"):
+            head_steps_argument(bad)
     output = tmp_path / "disa.json"
     result = run_script(
         "benchmark_pipeline.py",
@@ -196,6 +201,7 @@ def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extra
         "--head_steps",
         4,
         "4:2",
+        "4:2:geometric",
         "--audioldm_steps",
         2,
         3,
@@ -210,13 +216,15 @@ def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extra
     )
     assert result.returncode == 0, result.stderr
     results = json.loads(output.read_text())
-    assert [m["head_steps"] for m in results["impact"]["measurements"]] == [4, [4, 2]]
+    assert [m["head_steps"] for m in results["impact"]["measurements"]] == [4, [4, 2], [4, 2, "geometric"]]
     rows = results["side_by_side"]
-    assert [row["head_steps"] for row in rows] == [4, [4, 2]]
+    assert [row["head_steps"] for row in rows] == [4, [4, 2], [4, 2, "geometric"]]
     for row, measurement in zip(rows, results["impact"]["measurements"]):
         for other in results["audioldm"]["measurements"]:
             assert row[f"over_audioldm_{other['steps']}_steps"] == pytest.approx(
                 measurement["latency_s"] / other["latency_s"]
             )
-    assert "S=4:2" in result.stdout and "Measured side by side" in result.stdout
+    assert (
+        "S=4:2 " in result.stdout and "S=4:2:geometric" in result.stdout and "Measured side by side" in result.stdout
+    )
     assert all(fit["from_measurements"] == 1 for fit in results["impact"]["extrapolation"]["fits"])

@@ -209,12 +209,19 @@ def test_annealed_diffusion_steps_from_the_command_line(tmp_path, capsys, monkey
     seen = []
     call = ImpactPipeline.__call__
     monkeypatch.setattr(
-        ImpactPipeline, "__call__", lambda self, *a, **k: seen.append(k["num_diffusion_steps"]) or call(self, *a, **k)
+        ImpactPipeline,
+        "__call__",
+        lambda self, *a, **k: (
+            seen.append((k["num_diffusion_steps"], k["diffusion_step_annealing"])) or call(self, *a, **k)
+        ),
     )
     argv = ["a dog", "-o", str(tmp_path / "dog.wav"), "--model", "tiny-random", "--steps", "2"]
     assert run([*argv, "--diffusion-steps", "7:2"], capsys)[0] == 0
     assert run([*argv, "--diffusion-steps", "4"], capsys)[0] == 0
-    assert seen == [(7, 2), 4]
+    assert run([*argv, "--diffusion-steps", "8:2", "--annealing", "geometric"], capsys)[0] == 0
+    assert seen == [((7, 2), "linear"), (4, "linear"), ((8, 2), "geometric")]
+    code, _, err = run([*argv, "--diffusion-steps", "8:2", "--annealing", "cosine"], capsys)
+    assert code == 2 and "--annealing must be one of ('linear', 'geometric'), got 'cosine'" in err
     for bad in ("7:5:2", "7:0", "a:b", "7:"):
         code, _, err = run([*argv, "--diffusion-steps", bad], capsys)
         assert code == 2 and f"argument --diffusion-steps: invalid step count (N, or FIRST:LAST) value: '{bad}'" in err

@@ -102,6 +102,21 @@ def test_pt_and_latent_outputs(pipe):
     np.testing.assert_allclose(decoded.numpy(), audio_np, rtol=0, atol=1e-6)
 
 
+def test_batch_decoding_matches_the_vae_and_vocoder_on_the_whole_batch(pipe):
+    """On the CPU the pipeline decodes one clip at a time in channels_last: the same audio as one batched call."""
+    latents = torch.randn(3, 8, 16, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mel_spectrograms = pipe.decode_latents(latents)
+        batched_mel = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+        waveforms = pipe.mel_spectrogram_to_waveform(mel_spectrograms)
+        batched_waveforms = pipe.vocoder(mel_spectrograms.squeeze(1))
+        clip_by_clip = [pipe.mel_spectrogram_to_waveform(pipe.decode_latents(latent[None])) for latent in latents]
+    assert mel_spectrograms.shape == batched_mel.shape and mel_spectrograms.is_contiguous()
+    torch.testing.assert_close(mel_spectrograms, batched_mel, rtol=0, atol=1e-5)
+    torch.testing.assert_close(waveforms, batched_waveforms, rtol=0, atol=1e-5)
+    torch.testing.assert_close(waveforms, torch.cat(clip_by_clip), rtol=0, atol=0)  # the same kernels per clip
+
+
 def test_more_decoding_iterations_than_tokens(pipe):
     """T > N works: empty iterations are skipped (every one of the 16 tokens is generated once)."""
     latents = pipe(**inputs(num_inference_steps=40, output_type="latent")).audios
@@ -638,6 +653,20 @@ def test_annealed_diffusion_steps_go_linearly_from_first_to_last():
     assert annealed_diffusion_steps((7, 2), 3) == [7, 5, 2]  # 4.5 rounds half up
     assert annealed_diffusion_steps((5, 50), 2) == [5, 50]
     assert annealed_diffusion_steps((50, 5), 1) == [50]
+    assert annealed_diffusion_steps((50, 5), 16, "linear") == annealed_diffusion_steps((50, 5), 16)
+
+
+def test_geometric_annealing_keeps_a_constant_ratio_between_iterations():
+    from diffusers_impact.pipelines.pipeline_impact import annealed_diffusion_steps
+
+    steps = annealed_diffusion_steps((50, 5), 16, "geometric")
+    assert steps == [50, 43, 37, 32, 27, 23, 20, 17, 15, 13, 11, 9, 8, 7, 6, 5] and sum(steps) == 323
+    exact = 50 * (5 / 50) ** (np.arange(16) / 15)  # 50 · 0.1^(i / 15): ratio 0.858 from one iteration to the next
+    assert np.abs(np.array(steps) - exact).max() <= 0.5
+    assert annealed_diffusion_steps((8, 2), 3, "geometric") == [8, 4, 2]
+    assert annealed_diffusion_steps(100, 3, "geometric") == [100] * 3
+    with pytest.raises(ValueError, match="`annealing` must be one of"):
+        annealed_diffusion_steps((50, 5), 16, "cosine")
 
 
 def test_the_head_runs_the_annealed_step_count_at_each_iteration(pipe):
@@ -649,6 +678,26 @@ def test_the_head_runs_the_annealed_step_count_at_each_iteration(pipe):
     # A pair with equal ends is the int path, bit for bit.
     assert torch.equal(pipe(**inputs(output_type="latent", num_diffusion_steps=(5, 5))).audios, constant)
     assert (annealed - constant).abs().max() > 1e-4
+
+
+def test_the_head_runs_the_geometric_step_count_at_each_iteration(pipe):
+    calls, geometric = head_calls_per_iteration(pipe, num_diffusion_steps=(8, 2), diffusion_step_annealing="geometric")
+    assert calls == [8, 4, 2]
+    _, linear = head_calls_per_iteration(pipe, num_diffusion_steps=(8, 2))
+    assert torch.isfinite(geometric).all() and (geometric - linear).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"num_diffusion_steps": (8, 2), "diffusion_step_annealing": "cosine"}, "must be one of"),
+        ({"num_diffusion_steps": (8, 2), "diffusion_step_annealing": None}, "must be one of"),
+        ({"num_diffusion_steps": 8, "diffusion_step_annealing": "geometric"}, r"pass `num_diffusion_steps` as a pair"),
+    ],
+)
+def test_a_bad_annealing_shape_is_refused(pipe, overrides, match):
+    with pytest.raises(ValueError, match=f"`diffusion_step_annealing.*{match}"):
+        pipe(**inputs(**overrides))
 
 
 def test_annealing_works_with_a_swapped_diffusers_scheduler(pipe):

@@ -101,11 +101,17 @@ def _is_finite_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, torch.Tensor)) and math.isfinite(value)
 
 
-def annealed_diffusion_steps(num_diffusion_steps: int | tuple[int, int], num_iterations: int) -> list[int]:
+DIFFUSION_STEP_ANNEALING_SHAPES = ("linear", "geometric")
+
+
+def annealed_diffusion_steps(
+    num_diffusion_steps: int | tuple[int, int], num_iterations: int, annealing: str = "linear"
+) -> list[int]:
     """
     The diffusion head's step count at each decoding iteration: constant for an int; for a pair `(first, last)`,
-    diffusion step annealing (DiSA, arXiv 2505.20297, its linear schedule): `first` at the first iteration, `last`
-    at the final one, linear in between, rounded half up.
+    diffusion step annealing (DiSA, arXiv 2505.20297): `first` at the first iteration, `last` at the final one, and
+    in between, rounded half up, DiSA's `"linear"` schedule or a `"geometric"` one (a constant ratio from one
+    iteration to the next, so fewer steps in the middle iterations: 323 head calls instead of 440 for 50→5 at T = 16).
 
     Example:
 
@@ -116,13 +122,21 @@ def annealed_diffusion_steps(num_diffusion_steps: int | tuple[int, int], num_ite
     [100, 100, 100]
     >>> annealed_diffusion_steps((50, 5), 4)
     [50, 35, 20, 5]
+    >>> annealed_diffusion_steps((50, 5), 4, annealing="geometric")
+    [50, 23, 11, 5]
     ```
     """
+    if annealing not in DIFFUSION_STEP_ANNEALING_SHAPES:
+        raise ValueError(f"`annealing` must be one of {DIFFUSION_STEP_ANNEALING_SHAPES}, got {annealing!r}.")
     if not isinstance(num_diffusion_steps, (tuple, list)):
         return [int(num_diffusion_steps)] * num_iterations
     first, last = (int(steps) for steps in num_diffusion_steps)
     span = max(num_iterations - 1, 1)
-    return [math.floor(first + (last - first) * index / span + 0.5) for index in range(num_iterations)]
+    if annealing == "linear":
+        steps = [first + (last - first) * index / span for index in range(num_iterations)]
+    else:
+        steps = [first * (last / first) ** (index / span) for index in range(num_iterations)]
+    return [math.floor(step + 0.5) for step in steps]
 
 
 def _config_value_fits(annotation, value) -> bool | None:
@@ -748,6 +762,7 @@ class ImpactPipeline(DiffusionPipeline):
         audio_length_in_s,
         num_inference_steps,
         num_diffusion_steps,
+        diffusion_step_annealing,
         guidance_scale,
         guidance_schedule,
         temperature,
@@ -831,6 +846,16 @@ class ImpactPipeline(DiffusionPipeline):
         for name, value in integer_arguments:
             if not _is_integer(value) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {_describe(value)}.")
+        if diffusion_step_annealing not in DIFFUSION_STEP_ANNEALING_SHAPES:
+            raise ValueError(
+                f"`diffusion_step_annealing` must be one of {DIFFUSION_STEP_ANNEALING_SHAPES}, got "
+                f"{_describe(diffusion_step_annealing)}."
+            )
+        if diffusion_step_annealing != "linear" and not isinstance(num_diffusion_steps, (tuple, list)):
+            raise ValueError(
+                f"`diffusion_step_annealing={diffusion_step_annealing!r}` shapes an annealed step count: pass "
+                f"`num_diffusion_steps` as a pair (first, last), e.g. (50, 5), not {_describe(num_diffusion_steps)}."
+            )
         if not _is_finite_real(guidance_scale) or guidance_scale < 1.0:
             raise ValueError(
                 f"`guidance_scale` must be a finite number ≥ 1.0 (1.0 disables guidance), got {_describe(guidance_scale)}."
@@ -925,17 +950,30 @@ class ImpactPipeline(DiffusionPipeline):
             latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         return latents.to(device=device, dtype=torch.float32) * self.head_scheduler.init_noise_sigma
 
+    @staticmethod
+    def _decoding_batches(values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """
+        The batches the VAE and the vocoder decode at once: the whole batch on an accelerator, one clip at a time on
+        the CPU, where a batch's activations leave the caches (measured at batch 8 on 2 cores: VAE 26.4 s and
+        HiFi-GAN 56.1 s, against 8 × 2.8 s and 8 × 4.8 s one clip at a time; `benchmarks/README.md`).
+        """
+        return values.split(1) if values.device.type == "cpu" else (values,)
+
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """VAE latents `(B, C, T, F)` → log-mel spectrograms `(B, 1, 4T, 4F)`."""
         latents = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
-        return self.vae.decode(latents).sample
+        # channels_last spares the convolutions a layout conversion per layer (10.24 s on 2 CPU cores: 2.89 → 2.57 s).
+        latents = latents.contiguous(memory_format=torch.channels_last)
+        mel_spectrograms = [self.vae.decode(batch).sample for batch in self._decoding_batches(latents)]
+        return torch.cat(mel_spectrograms).contiguous()
 
     def mel_spectrogram_to_waveform(self, mel_spectrogram: torch.Tensor) -> torch.Tensor:
         """Log-mel spectrograms `(B, 1, frames, mels)` → float32 waveforms `(B, samples)` on the CPU."""
         if mel_spectrogram.dim() == 4:
             mel_spectrogram = mel_spectrogram.squeeze(1)
-        waveform = self.vocoder(mel_spectrogram.to(self.vocoder.dtype))
-        return waveform.cpu().float()
+        mel_spectrogram = mel_spectrogram.to(self.vocoder.dtype)
+        waveforms = [self.vocoder(batch) for batch in self._decoding_batches(mel_spectrogram)]
+        return torch.cat(waveforms).cpu().float()
 
     def _head_takes_learned_variance(self) -> bool:
         """Whether the head scheduler consumes MAR's learned-range variance (ours and DDPM `learned_range` do)."""
@@ -1000,6 +1038,7 @@ class ImpactPipeline(DiffusionPipeline):
         audio_length_in_s: float | None = None,
         num_inference_steps: int | None = None,
         num_diffusion_steps: int | tuple[int, int] | None = None,
+        diffusion_step_annealing: str = "linear",
         guidance_scale: float | None = None,
         guidance_schedule: str | None = None,
         temperature: float = 1.0,
@@ -1036,6 +1075,10 @@ class ImpactPipeline(DiffusionPipeline):
                 `first` steps at the first iteration, `last` at the final one, linear in between and rounded (e.g.
                 `(50, 5)`). Later tokens are conditioned on more generated context and need fewer steps; the later
                 iterations generate the most tokens, so the head's work drops by more than the mean step count.
+            diffusion_step_annealing (`str`, defaults to `"linear"`): How a pair `(first, last)` anneals: DiSA's
+                `"linear"`, or `"geometric"` (a constant ratio between iterations: fewer steps in the middle ones, 323
+                instead of 440 head calls for `(50, 5)` at T = 16; faster, and measured to lose some text accuracy on
+                the embedded model, see the README's Speed section).
             guidance_scale (`float`, *optional*): Maximum guidance scale β_max (App. A); 1.0 disables
                 classifier-free guidance and halves the work.
             guidance_schedule (`str`, *optional*): `"cosine"` (paper), `"linear"` or `"constant"`; defaults to the
@@ -1089,6 +1132,7 @@ class ImpactPipeline(DiffusionPipeline):
             audio_length_in_s,
             num_inference_steps,
             num_diffusion_steps,
+            diffusion_step_annealing,
             guidance_scale,
             guidance_schedule,
             temperature,
@@ -1137,7 +1181,7 @@ class ImpactPipeline(DiffusionPipeline):
         scheduler.set_timesteps(num_inference_steps, self.transformer.num_tokens, device=device)
         timesteps = scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        diffusion_steps = annealed_diffusion_steps(num_diffusion_steps, len(timesteps))
+        diffusion_steps = annealed_diffusion_steps(num_diffusion_steps, len(timesteps), diffusion_step_annealing)
         noise_tokens = self.transformer.patchify(self.prepare_latents(batch_size, generator, device, latents))
         orders = scheduler.sample_orders(batch_size, generator=generator, device=device)
         tokens = torch.zeros_like(noise_tokens)
