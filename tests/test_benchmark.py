@@ -159,20 +159,18 @@ def test_readme_cpu_table_is_the_committed_json():
     readme = (BENCHMARKS.parent / "README.md").read_text()
     results = json.loads((BENCHMARKS / "results" / "cpu_b1_disa.json").read_text())
     row_pattern = re.compile(
-        r"^\| IMPACT base, T = (\d+), (100 head steps|DiSA 50→5) \| \**([\d.]+) s\** \| ([\d.]+) s \| \**([\d.]+)\** \| "
-        r"\**([\d.]+)\** \|",
+        r"^\| IMPACT base, T = (\d+), (100 head steps|DiSA 50→5|DiSA 50→5 geometric) \| \**([\d.]+) s\** \| ([\d.]+) s \| "
+        r"\**([\d.]+)\** \| \**([\d.]+)\** \|",
         re.MULTILINE,
     )
-    rows = {
-        (int(match[0]), "100" if match[1] == "100 head steps" else "[50, 5]"): match[2:]
-        for match in row_pattern.findall(readme)
-    }
+    head_steps = {"100 head steps": "100", "DiSA 50→5": "[50, 5]", "DiSA 50→5 geometric": "[50, 5, 'geometric']"}
+    rows = {(int(match[0]), head_steps[match[1]]): match[2:] for match in row_pattern.findall(readme)}
     measured = {
         (row["decoding_steps"], str(row["head_steps"])): row
         for row in results["side_by_side"]
         if row["batch_size"] == 1
     }
-    assert rows.keys() == measured.keys() and len(rows) == 6
+    assert rows.keys() == measured.keys() and len(rows) == 9
     for key, (latency, head, over_25, over_200) in rows.items():
         row = measured[key]
         assert float(latency) == round(row["impact_latency_s"], 1) and float(head) == round(row["head_s"], 1)

@@ -60,6 +60,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Head steps per decoding iteration, or FIRST:LAST to anneal them (DiSA); default: the "
         "pipeline's recommended setting.",
     )
+    parser.add_argument(
+        "--diffusion_step_annealing",
+        default="linear",
+        help="How FIRST:LAST anneals the head steps: linear (DiSA) or geometric.",
+    )
     parser.add_argument("--guidance_scale", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Write the WAVs, results.json and mel_comparison.png.")
@@ -134,6 +139,7 @@ def main(argv=None) -> int:
         prompts,
         num_inference_steps=args.num_inference_steps,
         num_diffusion_steps=args.num_diffusion_steps,
+        diffusion_step_annealing=args.diffusion_step_annealing,
         guidance_scale=args.guidance_scale,
         generator=[torch.Generator().manual_seed(args.seed + index) for index in range(len(prompts))],
     ).audios
