@@ -31,6 +31,17 @@ def test_multi_resolution_stft_loss_known_answers():
     assert stft_loss(0.5 * target, target).item() == pytest.approx(0.5 + math.log(2.0), rel=1e-4)
 
 
+def test_vae_detail_loss_known_answers():
+    """L1 on neighbouring-bin and neighbouring-frame differences: 0 for an offset copy, which plain L1 would
+    penalise, and exactly the lost contrast for a harmonic comb flattened to its mean."""
+    detail_loss = load_example("train_vae").detail_loss
+    mel = torch.randn(2, 1, 16, 8, generator=torch.Generator().manual_seed(0))
+    assert detail_loss(mel + 3.0, mel).item() == pytest.approx(0.0, abs=1e-6)
+    comb = torch.zeros(1, 1, 4, 8)
+    comb[..., ::2] = 2.0  # bins alternate 2, 0: every neighbouring-bin difference is ±2, frames are equal
+    assert detail_loss(torch.full_like(comb, 1.0), comb).item() == pytest.approx(2.0)
+
+
 @pytest.mark.slow
 def test_train_vae_saves_a_unit_variance_autoencoder(clips, tmp_path):
     output = tmp_path / "vae"
@@ -53,6 +64,8 @@ def test_train_vae_saves_a_unit_variance_autoencoder(clips, tmp_path):
             "2",
             "--max_train_steps",
             "2",
+            "--detail_weight",
+            "0.5",
         ]
     )
     vae = AutoencoderKL.from_pretrained(output)
