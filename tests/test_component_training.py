@@ -42,6 +42,16 @@ def test_vae_detail_loss_known_answers():
     assert detail_loss(torch.full_like(comb, 1.0), comb).item() == pytest.approx(2.0)
 
 
+def test_vae_discriminator_scores_patches_and_its_hinge_loss_known_answers():
+    train_vae = load_example("train_vae")
+    scores = train_vae.patch_discriminator()(torch.zeros(2, 1, 128, 64))
+    assert scores.shape == (2, 1, 16, 8)  # one score per 8 × 8 patch
+    hinge = train_vae.discriminator_hinge_loss
+    assert hinge(torch.full((4,), 2.0), torch.full((4,), -2.0)).item() == 0.0  # both beyond the margins
+    assert hinge(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(2.0)
+    assert hinge(torch.tensor([0.5, 1.5]), torch.tensor([-0.5, -3.0])).item() == pytest.approx(0.25 + 0.25)
+
+
 @pytest.mark.slow
 def test_train_vae_saves_a_unit_variance_autoencoder(clips, tmp_path):
     output = tmp_path / "vae"
@@ -66,6 +76,10 @@ def test_train_vae_saves_a_unit_variance_autoencoder(clips, tmp_path):
             "2",
             "--detail_weight",
             "0.5",
+            "--adversarial_weight",
+            "0.1",
+            "--adversarial_start",
+            "1",
         ]
     )
     vae = AutoencoderKL.from_pretrained(output)
@@ -75,6 +89,15 @@ def test_train_vae_saves_a_unit_variance_autoencoder(clips, tmp_path):
         latents = waveform_to_latents(vae, 0.5 * waveforms / waveforms.abs().amax(1, keepdim=True), num_frames=64)
     assert latents.shape == (3, 8, 32, 32)
     assert 0.5 < latents.std().item() < 2.0  # scaling_factor = 1 / std of the training latents
+
+
+def test_train_vae_rejects_a_negative_adversarial_setting(clips, tmp_path, capsys):
+    for flag in ("--adversarial_weight", "--adversarial_start"):
+        with pytest.raises(SystemExit):
+            load_example("train_vae").parse_args(
+                ["--train_data", str(clips), "--output_dir", str(tmp_path), "--max_train_steps", "1", flag, "-1"]
+            )
+        assert "--adversarial_weight and --adversarial_start must be ≥ 0" in capsys.readouterr().err
 
 
 def test_train_vae_rejects_crops_not_divisible_by_the_downsampling(clips, tmp_path):
