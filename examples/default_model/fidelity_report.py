@@ -29,7 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffusers_impact.audio import HOP_LENGTH, SAMPLING_RATE, load_audio, mel_spectrogram, prepare_segment
+from diffusers_impact.audio import (
+    HOP_LENGTH,
+    SAMPLING_RATE,
+    load_audio,
+    mel_spectrogram,
+    prepare_segment,
+    waveform_to_latents,
+)
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -97,8 +104,9 @@ def main(argv=None) -> int:
         ]
     )
     real_mels = mel_spectrogram(torch.from_numpy(real), num_frames=num_frames)
-    vae = pipeline.vae
-    posterior_means = vae.encode(real_mels.to(vae.dtype)).latent_dist.mode() * vae.config.scaling_factor
+    posterior_means = waveform_to_latents(
+        pipeline.vae, torch.from_numpy(real), sample_posterior=False, num_frames=num_frames
+    )
     round_trip_mels = pipeline.decode_latents(posterior_means).float()
     audio = {
         "vocoder": pipeline.mel_spectrogram_to_waveform(real_mels).numpy(),

@@ -16,8 +16,8 @@ L1(reconstruction) + `--kl_weight` · KL(posterior ‖ N(0, I)) per latent eleme
 loss, optionally + `--detail_weight` · L1 of the differences between neighbouring mel bins and frames (`detail_loss`:
 plain L1 regression smears harmonic stacks into bands; this term scores their peaks and valleys) and
 `--adversarial_weight` · a PatchGAN hinge loss from `--adversarial_start` (`patch_discriminator`; the discriminator is
-trained alongside and not saved). The saved config's `scaling_factor` is 1 / std of the training latents, so scaled latents have unit variance
-(as Stable Diffusion's and AudioLDM's factors do).
+trained alongside and not saved). The saved config's `scaling_factor` is 1 / std of the training latents, so scaled
+latents have unit variance (as Stable Diffusion's and AudioLDM's factors do).
 """
 
 import argparse
