@@ -24,7 +24,7 @@ RUNTIME_REQUIREMENTS = [
 ]
 
 EXTRAS = {
-    "training": ["datasets>=3.0", "tensorboard"],
+    "training": ["datasets>=3.0", "tensorboard", "librosa>=0.10"],  # librosa: the default model's fidelity report
     "test": [
         "pytest>=8",
         "librosa>=0.10",

@@ -113,7 +113,8 @@ def test_spectral_contrast_rewards_harmonics_and_ignores_silence():
 def test_fidelity_report_on_the_default_model(tmp_path):
     """examples/default_model/fidelity_report.py: one row per stage of the decoding chain, ratios to the real recordings,
     the round trip's log-mel L1, and the figure."""
-    code = load_example("fidelity_report").main(["--seeds", "0", "--output_dir", str(tmp_path)])
+    fidelity_report = load_example("fidelity_report")
+    code = fidelity_report.main(["--seeds", "0", "--output_dir", str(tmp_path)])
     assert code == 0
     report = json.loads((tmp_path / "fidelity.json").read_text())
     vocoder, round_trip, generated = report["rows"]
@@ -125,3 +126,9 @@ def test_fidelity_report_on_the_default_model(tmp_path):
     assert round_trip["mean_ratio"] < vocoder["mean_ratio"] - 0.1
     assert 0 < report["round_trip_log_mel_l1"] < 2
     assert (tmp_path / "mel_fidelity.png").stat().st_size > 0
+    # The table that train_default_model.py puts into the model card.
+    table = (tmp_path / "fidelity.md").read_text()
+    assert table == fidelity_report.markdown_table(report) + "\n"
+    assert (
+        f"| {round_trip['mean_ratio']:.2f} | {round_trip['worst_ratio']:.2f} ({round_trip['worst_sound']}) |" in table
+    )

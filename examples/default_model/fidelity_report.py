@@ -17,8 +17,8 @@ bands low) with STFT 1024 / hop 160 at 16 kHz in the five octave bands from 100 
 for everything above is left out), averaged over the frames whose RMS is at least 10 % of the clip's peak RMS and
 reported as a ratio to the real recording's. On the model committed before issue 19 it gives 0.95 (vocoder), 0.67
 (round trip) and 0.72 (generated), close to the issue's 0.94, 0.68 and 0.74 (measured with a script not kept). The VAE round
-trip also gets its log-mel L1 (mean |decoded − real| in natural-log magnitude units). It writes `fidelity.json`, a
-Markdown table and `mel_fidelity.png` (real | round trip | generated for every sound).
+trip also gets its log-mel L1 (mean |decoded − real| in natural-log magnitude units). It writes `fidelity.json`, the
+Markdown table (`fidelity.md`) and `mel_fidelity.png` (real | round trip | generated for every sound).
 """
 
 import argparse
@@ -147,6 +147,7 @@ def main(argv=None) -> int:
         output_dir = Path(args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "fidelity.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (output_dir / "fidelity.md").write_text(markdown_table(report) + "\n", encoding="utf-8")
         first_seed = generated[args.seeds[0]]
         generated_mels = mel_spectrogram(torch.from_numpy(first_seed), num_frames=num_frames)
         panels = torch.stack([mel for triple in zip(real_mels, round_trip_mels, generated_mels) for mel in triple])[
