@@ -12,6 +12,7 @@ import pytest
 MODULES = [
     "diffusers_impact.models.transformer_impact",
     "diffusers_impact.models.diff_head_impact",
+    "diffusers_impact.models.energy_head_impact",
     "diffusers_impact.models.vocoder_griffin_lim",
     "diffusers_impact.schedulers.scheduling_impact_mask",
     "diffusers_impact.schedulers.scheduling_impact_diff_head",

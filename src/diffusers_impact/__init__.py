@@ -13,6 +13,8 @@ _EXPORTS = {
     "GriffinLimVocoder": ".models",
     "ImpactDiffHead": ".models",
     "ImpactDiffHeadOutput": ".models",
+    "ImpactEnergyHead": ".models",
+    "ImpactEnergyHeadOutput": ".models",
     "ImpactTransformer": ".models",
     "ImpactTransformerOutput": ".models",
     "ImpactPipeline": ".pipelines",
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
         GriffinLimVocoder,
         ImpactDiffHead,
         ImpactDiffHeadOutput,
+        ImpactEnergyHead,
+        ImpactEnergyHeadOutput,
         ImpactTransformer,
         ImpactTransformerOutput,
     )

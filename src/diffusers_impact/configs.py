@@ -37,3 +37,23 @@ AUDIOLDM_VOCODER_CONFIG = {
     "leaky_relu_slope": 0.1,
     "initializer_range": 0.01,
 }
+
+# `ImpactEnergyHead` sizes for the base and large transformers. AudioDEAR's body (and so its head size) is not public;
+# these are EAR's B and L heads (depth × width 6 × 1024 and 8 × 1280, 64 noise channels; arXiv 2505.07812), read by
+# IMPACT's hidden vectors (768 / 1024) and writing 128-value AudioLDM tokens. Base: 34.6M parameters.
+IMPACT_ENERGY_HEAD_CONFIGS = {
+    "base": {
+        "out_channels": 128,
+        "model_channels": 1024,
+        "condition_channels": 768,
+        "noise_channels": 64,
+        "num_res_blocks": 6,
+    },
+    "large": {
+        "out_channels": 128,
+        "model_channels": 1280,
+        "condition_channels": 1024,
+        "noise_channels": 64,
+        "num_res_blocks": 8,
+    },
+}

@@ -144,6 +144,62 @@ def diffusion_head_loss(
     return loss.mean()
 
 
+def energy_score_loss(
+    samples: torch.Tensor,
+    target_tokens: torch.Tensor,
+    alpha: float = 1.0,
+    repulsion_weight: float = 1.0,
+    token_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """
+    The energy score of a one-step head's samples against the targets, averaged over the tokens in the loss.
+
+    Per token, with m ≥ 2 samples x_1..x_m drawn for the same hidden vector and the target y:
+    `(1/m) Σ_i ‖x_i − y‖^α − λ / (2m(m−1)) Σ_{i≠j} ‖x_i − x_j‖^α`, the unbiased estimate of the energy score
+    `E‖X − y‖^α − ½ E‖X − X′‖^α` (strictly proper for α in (0, 2) and λ = 1: its expectation over y is smallest
+    when the head's distribution is the data's). For m = 2 and λ = 1 it is half of EAR's
+    `‖x_1 − y‖ + ‖x_2 − y‖ − ‖x_1 − x_2‖`. λ < 1 weakens the repulsion (EAR's training temperature).
+
+    Args:
+        samples (`torch.Tensor` of shape `(m, num_tokens, token_dim)`): m head samples per token.
+        target_tokens (`torch.Tensor` of shape `(num_tokens, token_dim)`): The clean latent tokens y.
+        alpha (`float`, defaults to 1.0): The exponent α, in (0, 2).
+        repulsion_weight (`float`, defaults to 1.0): λ.
+        token_weights (`torch.Tensor` of shape `(num_tokens,)`, *optional*): Weights of a masked mean (Eq. 2: 1 on
+            the masked tokens, 0 elsewhere); a plain mean without them.
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from diffusers_impact.training.losses import energy_score_loss
+
+    >>> target = torch.zeros(1, 1)
+    >>> energy_score_loss(torch.tensor([[[1.0]], [[3.0]]]), target)  # (1 + 3) / 2 − (2 + 2) / (2 · 2 · 1)
+    tensor(1.)
+    ```
+    """
+    if samples.ndim != 3 or samples.shape[0] < 2 or samples.shape[1:] != target_tokens.shape:
+        raise ValueError(
+            f"`samples` has shape {tuple(samples.shape)} for targets of shape {tuple(target_tokens.shape)}; expected "
+            f"(m, {', '.join(map(str, target_tokens.shape))}) with m >= 2 samples per token."
+        )
+    if not 0.0 < alpha < 2.0:
+        raise ValueError(f"`alpha` must be in (0, 2) for the energy score to be proper, got {alpha}.")
+    num_samples = samples.shape[0]
+    samples = samples.float()
+    attraction = torch.linalg.vector_norm(samples - target_tokens.float(), dim=-1).pow(alpha).mean(dim=0)
+    # Σ over ordered pairs i ≠ j is twice the sum over i < j.
+    first, second = torch.triu_indices(num_samples, num_samples, offset=1, device=samples.device)
+    pairwise = torch.linalg.vector_norm(samples[first] - samples[second], dim=-1).pow(alpha).sum(dim=0)
+    repulsion = repulsion_weight * pairwise / (num_samples * (num_samples - 1))
+    score = attraction - repulsion
+    if token_weights is None:
+        return score.mean()
+    token_weights = token_weights.to(score.dtype)
+    return (score * token_weights).sum() / token_weights.sum()
+
+
 def masked_generative_loss(
     transformer: torch.nn.Module,
     diff_head: torch.nn.Module,
