@@ -122,8 +122,11 @@ def test_fidelity_report_on_the_default_model(tmp_path):
         assert len(row["ratio_per_sound"]) == 10
         assert row["mean_ratio"] == pytest.approx(np.mean(list(row["ratio_per_sound"].values())))
         assert row["worst_ratio"] == min(row["ratio_per_sound"].values())
-    # The committed model's VAE loses detail that the vocoder alone keeps (issue 19's measurement: 0.94 vs 0.68).
-    assert round_trip["mean_ratio"] < vocoder["mean_ratio"] - 0.1
+    # Issue 19: the committed model's VAE keeps the recordings' detail (round trip 0.93 of real, the vocoder alone
+    # 0.95; the VAE before it: 0.67), and so do its generated clips (0.93 over seeds 0 and 1).
+    assert vocoder["mean_ratio"] > 0.9
+    assert round_trip["mean_ratio"] > 0.9 and round_trip["mean_ratio"] > vocoder["mean_ratio"] - 0.05
+    assert generated["mean_ratio"] > 0.85
     assert 0 < report["round_trip_log_mel_l1"] < 2
     assert (tmp_path / "mel_fidelity.png").stat().st_size > 0
     # The table that train_default_model.py puts into the model card.

@@ -1113,8 +1113,8 @@ class ImpactPipeline(DiffusionPipeline):
             [`~diffusers.AudioPipelineOutput`] or `tuple`: waveforms of shape `(batch · num_waveforms_per_prompt,
             samples)` at `vocoder.config.sampling_rate` (or latents for `output_type="latent"`). Waveforms are float32
             as the vocoder makes them, neither clipped nor normalised: nominally in [-1, 1] (AudioLDM trains on audio
-            peaking at 0.5), but a model can exceed full scale (the small embedded default model peaks up to about 6
-            on some seeds for the sounds it knows, and in the hundreds for prompts it does not). Scale them before
+            peaking at 0.5), but a model can exceed full scale (the small embedded default model peaks up to about 5
+            on some seeds for the sounds it knows, and above full scale on some prompts it does not know). Scale them before
             writing integer PCM; `impact-generate` peak-normalises to -1 dBFS when a clip would clip.
 
         Raises:
