@@ -57,6 +57,32 @@ class ImpactDiffHeadFinalLayer(nn.Module):
         return self.linear(_modulate(self.norm_final(hidden_states), shift, scale))
 
 
+def initialize_adaln_mlp(model: nn.Module, res_blocks: nn.ModuleList, final_layer: ImpactDiffHeadFinalLayer) -> None:
+    """MAR's head init, shared by both heads: xavier-uniform linears, zeroed modulations and output (a fresh head
+    outputs exactly 0)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    zeroed = [block.adaLN_modulation[-1] for block in res_blocks] + [
+        final_layer.adaLN_modulation[-1],
+        final_layer.linear,
+    ]
+    for layer in zeroed:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
+def run_adaln_mlp(model: ModelMixin, hidden_states: torch.Tensor, adaln_condition: torch.Tensor) -> torch.Tensor:
+    """The residual blocks (gradient-checkpointed when enabled) and the final layer of a head (`model`)."""
+    for block in model.res_blocks:
+        if torch.is_grad_enabled() and model.gradient_checkpointing:
+            hidden_states = model._gradient_checkpointing_func(block, hidden_states, adaln_condition)
+        else:
+            hidden_states = block(hidden_states, adaln_condition)
+    return model.final_layer(hidden_states, adaln_condition)
+
+
 class ImpactTimestepEmbedder(nn.Module):
     """Sinusoidal [cos, sin] embedding of the diffusion timestep (DiT/MAR convention) followed by a SiLU MLP."""
 
@@ -126,17 +152,9 @@ class ImpactDiffHead(ModelMixin, ConfigMixin):
 
     def _initialize_weights(self):
         # MAR's init: xavier-uniform linears, N(0, 0.02) timestep MLP, zeroed modulations and output.
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+        initialize_adaln_mlp(self, self.res_blocks, self.final_layer)
         nn.init.normal_(self.time_embed.mlp[0].weight, std=0.02)
         nn.init.normal_(self.time_embed.mlp[2].weight, std=0.02)
-        zeroed = [block.adaLN_modulation[-1] for block in self.res_blocks]
-        zeroed += [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]
-        for layer in zeroed:
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
 
     def forward(
         self,
@@ -157,13 +175,7 @@ class ImpactDiffHead(ModelMixin, ConfigMixin):
         # broadcasting rounds differently (~4e-7), which the first sampling step amplifies by 1/√ᾱ ≈ 2e4.
         timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
         adaln_condition = self.time_embed(timestep) + self.cond_embed(condition)
-        hidden_states = self.input_proj(sample)
-        for block in self.res_blocks:
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                hidden_states = self._gradient_checkpointing_func(block, hidden_states, adaln_condition)
-            else:
-                hidden_states = block(hidden_states, adaln_condition)
-        output = self.final_layer(hidden_states, adaln_condition)
+        output = run_adaln_mlp(self, self.input_proj(sample), adaln_condition)
         if not return_dict:
             return (output,)
         return ImpactDiffHeadOutput(sample=output)

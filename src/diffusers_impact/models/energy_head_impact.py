@@ -9,7 +9,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .diff_head_impact import ImpactDiffHeadFinalLayer, ImpactDiffHeadResBlock
+from .diff_head_impact import ImpactDiffHeadFinalLayer, ImpactDiffHeadResBlock, initialize_adaln_mlp, run_adaln_mlp
 
 
 @dataclass
@@ -81,16 +81,7 @@ class ImpactEnergyHead(ModelMixin, ConfigMixin):
         self._initialize_weights()
 
     def _initialize_weights(self):
-        # As the diffusion head (MAR's init): xavier-uniform linears, zeroed modulations and output.
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        zeroed = [block.adaLN_modulation[-1] for block in self.res_blocks]
-        zeroed += [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]
-        for layer in zeroed:
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        initialize_adaln_mlp(self, self.res_blocks, self.final_layer)  # as the diffusion head (MAR's init)
 
     def forward(
         self,
@@ -113,13 +104,7 @@ class ImpactEnergyHead(ModelMixin, ConfigMixin):
                 f"{self.config.noise_channels}): one row of `noise_channels` values per row of `condition`."
             )
         adaln_condition = self.noise_embed(noise * temperature)
-        hidden_states = self.cond_proj(condition)
-        for block in self.res_blocks:
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                hidden_states = self._gradient_checkpointing_func(block, hidden_states, adaln_condition)
-            else:
-                hidden_states = block(hidden_states, adaln_condition)
-        output = self.final_layer(hidden_states, adaln_condition)
+        output = run_adaln_mlp(self, self.cond_proj(condition), adaln_condition)
         if not return_dict:
             return (output,)
         return ImpactEnergyHeadOutput(sample=output)
