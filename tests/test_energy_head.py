@@ -1,6 +1,7 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
-"""The AudioDEAR energy-scoring head and the energy score it is trained with (issue 14)."""
+"""The AudioDEAR energy-scoring head, the energy score and the distillation it is trained with (issue 14)."""
 
+import copy
 import itertools
 import math
 
@@ -10,7 +11,13 @@ import torch
 
 from diffusers_impact import ImpactEnergyHead
 from diffusers_impact.configs import IMPACT_ENERGY_HEAD_CONFIGS
-from diffusers_impact.training.losses import energy_score_loss
+from diffusers_impact.testing_utils import tiny_impact_components
+from diffusers_impact.training.losses import (
+    distillation_projector,
+    energy_score_loss,
+    masked_energy_loss,
+    representation_alignment_loss,
+)
 
 
 def tiny_head(seed: int = 0) -> ImpactEnergyHead:
@@ -149,3 +156,130 @@ def test_energy_score_gradient_reaches_only_the_tokens_in_the_loss():
 def test_energy_score_refusals(shape, alpha, message):
     with pytest.raises(ValueError, match=message):
         energy_score_loss(torch.randn(shape), torch.randn(6, 3), alpha=alpha)
+
+
+# ----------------------------------------------------------------------------- training objective with distillation
+def energy_training_models(seed: int = 0):
+    """A tiny transformer (eval mode: no dropout) with its text condition and an energy head for its hidden size."""
+    components = tiny_impact_components(seed=seed, with_clap=False, head="energy")
+    transformer, head = components["transformer"].eval(), components["energy_head"]
+    torch.manual_seed(seed)
+    tokens = torch.randn(3, transformer.num_tokens, 32)
+    condition = {"encoder_hidden_states": torch.randn(3, 5, 16), "encoder_attention_mask": torch.ones(3, 5)}
+    return transformer, head, tokens, condition
+
+
+def record_calls(module):
+    """The positional inputs and output of every forward of `module`."""
+    calls = []
+    module.register_forward_hook(lambda _, inputs, output: calls.append((inputs, output)))
+    return calls
+
+
+def test_masked_energy_loss_is_the_energy_score_of_m_samples_on_the_masked_tokens():
+    transformer, head, tokens, condition = energy_training_models()
+    transformer_calls, head_calls = record_calls(transformer), record_calls(head)
+    generator = torch.Generator().manual_seed(0)
+    losses = masked_energy_loss(
+        transformer,
+        head,
+        tokens,
+        generator,
+        mask_ratio=0.5,
+        num_samples=3,
+        alpha=1.5,
+        repulsion_weight=0.9,
+        **condition,
+    )
+    assert set(losses) == {"energy"}
+    (tokens_in, mask), hidden = transformer_calls[0][0], transformer_calls[0][1].sample
+    assert mask.sum(dim=1).tolist() == [8, 8, 8] and torch.equal(tokens_in, tokens)
+    (head_condition, head_noise), samples = head_calls[0][0], head_calls[0][1].sample
+    assert head_condition.shape == (3 * 24, 32) and head_noise.shape == (3 * 24, 8)  # m copies of the masked rows
+    torch.testing.assert_close(head_condition, hidden[mask].repeat(3, 1), rtol=0, atol=0)
+    expected = energy_score_loss(samples.reshape(3, 24, 32), tokens[mask], alpha=1.5, repulsion_weight=0.9)
+    torch.testing.assert_close(losses["energy"], expected)
+    assert len({tuple(row.tolist()) for row in head_noise}) == 3 * 24  # fresh noise for every sample of every token
+
+
+def test_per_sample_generators_make_a_samples_draws_independent_of_the_batch():
+    transformer, head, tokens, condition = energy_training_models()
+    head_calls = record_calls(head)
+    seeds = (11, 12, 13)
+    masked_energy_loss(
+        transformer, head, tokens, [torch.Generator().manual_seed(s) for s in seeds], mask_ratio=0.5, **condition
+    )
+    masked_energy_loss(
+        transformer,
+        head,
+        tokens[2:],
+        [torch.Generator().manual_seed(13)],
+        mask_ratio=0.5,
+        **{key: value[2:] for key, value in condition.items()},
+    )
+    batch_noise = head_calls[0][0][1].reshape(2, 3, 8, 8)[:, 2]  # (m, sample, its 8 masked tokens, channels)
+    alone_noise = head_calls[1][0][1].reshape(2, 1, 8, 8)[:, 0]
+    torch.testing.assert_close(batch_noise, alone_noise, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("distill_layer", [None, 1])
+def test_a_teacher_identical_to_the_student_sees_the_same_input_and_aligns_perfectly(distill_layer):
+    transformer, head, tokens, condition = energy_training_models()
+    teacher = copy.deepcopy(transformer).requires_grad_(False)
+    if distill_layer is not None:  # align the output of decoder block 1: the teacher's copy of it is the target
+        teacher.decoder_norm = torch.nn.Identity()
+        teacher.diffusion_pos_embed.data.zero_()
+    losses = masked_energy_loss(
+        transformer,
+        head,
+        tokens,
+        torch.Generator().manual_seed(0),
+        condition_drop_prob=0.5,  # some samples get the null condition: the teacher must see the same drops
+        teacher=teacher,
+        projector=torch.nn.Identity(),
+        distill_layer=distill_layer,
+        **condition,
+    )
+    assert losses["distill"].item() == pytest.approx(0.0, abs=1e-6)
+    shuffled = copy.deepcopy(teacher)
+    shuffled.mask_token.data.normal_()
+    losses = masked_energy_loss(
+        transformer,
+        head,
+        tokens,
+        torch.Generator().manual_seed(0),
+        teacher=shuffled,
+        projector=torch.nn.Identity(),
+        distill_layer=distill_layer,
+        **condition,
+    )
+    assert losses["distill"].item() > 1e-3
+
+
+def test_distillation_trains_the_student_and_projector_not_the_teacher():
+    transformer, head, tokens, condition = energy_training_models()
+    teacher = energy_training_models(seed=1)[0].requires_grad_(False)
+    projector = distillation_projector(32, 32, width=16)
+    losses = masked_energy_loss(
+        transformer,
+        head,
+        tokens,
+        torch.Generator().manual_seed(0),
+        teacher=teacher,
+        projector=projector,
+        distill_loss="mse",
+        **condition,
+    )
+    losses["distill"].backward()
+    assert all(parameter.grad is not None for parameter in projector.parameters())
+    assert transformer.decoder_blocks[0].ff.net[2].weight.grad.abs().sum() > 0
+    assert all(parameter.grad is None for parameter in head.parameters())  # the head does not shape z's alignment
+    assert all(parameter.grad is None for parameter in teacher.parameters())
+
+
+def test_distillation_refusals():
+    transformer, head, tokens, condition = energy_training_models()
+    with pytest.raises(ValueError, match="`teacher` and `projector` together"):
+        masked_energy_loss(transformer, head, tokens, torch.Generator(), teacher=transformer, **condition)
+    with pytest.raises(ValueError, match=r"one of \('cosine', 'mse'\), got 'l1'"):
+        representation_alignment_loss(torch.ones(2, 3), torch.ones(2, 3), torch.nn.Identity(), kind="l1")

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from diffusers_impact import ImpactPipeline
-from diffusers_impact.diffusers_registration import LOADER_CODE, LOADER_FILE
+from diffusers_impact.diffusers_registration import ACCEPTED_LOADER_CODES, LOADER_CODE, LOADER_FILE
 from diffusers_impact.pipelines import pipeline_impact
+from diffusers_impact.testing_utils import tiny_impact_pipeline
 
 
 CALL = {"num_inference_steps": 3, "num_diffusion_steps": 5, "guidance_scale": 3.0}
@@ -148,6 +149,34 @@ def test_a_folder_saved_before_the_loader_files_still_loads(pipe, tmp_path):
     loaded = ImpactPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     np.testing.assert_allclose(generate(loaded), generate(pipe), rtol=1e-4, atol=1e-5)
+
+
+def test_generic_diffusion_pipeline_loads_an_energy_pipeline_in_a_fresh_process(tmp_path):
+    energy_pipe = tiny_impact_pipeline(head="energy")
+    energy_pipe.set_progress_bar_config(disable=True)
+    offline_hub_cache(energy_pipe, tmp_path / "home")
+    call = {"num_inference_steps": 3, "guidance_scale": 3.0}
+    expected = energy_pipe("a dog barking", generator=torch.Generator().manual_seed(0), **call).audios
+    np.save(tmp_path / "expected.npy", expected)
+    script = GENERIC_LOAD.format(source="SNAPSHOT", call=call, expected=str(tmp_path / "expected.npy"))
+    script = script.replace("'SNAPSHOT'", f"snapshot_download({REPO_ID!r})").replace(
+        "import torch\n", "import torch\n    from huggingface_hub import snapshot_download\n"
+    )
+    script += "    print('HEAD', type(pipe.energy_head).__name__)\n"
+    result = run_fresh_process(script, tmp_path, offline=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "HEAD ImpactEnergyHead" in result.stdout
+
+
+def test_loader_files_written_before_the_energy_head_are_still_accepted(pipe, tmp_path):
+    previous = ACCEPTED_LOADER_CODES[1]
+    assert "ImpactEnergyHead" not in previous and previous != LOADER_CODE
+    pipe.save_pretrained(tmp_path / "old")
+    for path in (tmp_path / "old").rglob(LOADER_FILE):
+        path.write_text(previous)
+    loaded = ImpactPipeline.from_pretrained(tmp_path / "old")
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(generate(loaded), generate(pipe))
 
 
 def test_an_unsupported_diffusers_version_is_a_clear_import_error(tmp_path):

@@ -168,7 +168,9 @@ def test_a_pipeline_of_text_components_alone_encodes_prompts_as_the_full_one_doe
         assert (expected is None) == (got is None)
         if expected is not None:
             assert torch.equal(got, expected)
-    with pytest.raises(ValueError, match="built without `transformer`, `diff_head`.*encode_prompt"):
+    with pytest.raises(
+        ValueError, match="built without `transformer`, `scheduler`, `vae`, `vocoder`, a head.*encode_prompt"
+    ):
         text_only("a dog barking")
 
     # The diffusers way: load the text components alone, generate with a pipeline that has no text encoders.

@@ -751,3 +751,162 @@ def test_text_token_dropout_trains_on_the_pooled_embedding_alone_and_is_refused_
         0.5,
     )
     assert no_pooled.returncode != 0 and "needs a transformer with a pooled text embedding" in no_pooled.stderr
+
+
+# ------------------------------------------------------------------------------ AudioDEAR: energy head, distillation
+def energy_weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return {
+        f"{component}.{name}": value
+        for component in ("transformer", "energy_head")
+        for name, value in load_file(output_dir / component / "diffusion_pytorch_model.safetensors").items()
+    }
+
+
+@pytest.fixture(scope="module")
+def energy_student(workspace) -> Path:
+    """An energy-head student of the tiny pipeline, assembled by create_impact_pipeline.py --teacher."""
+    student = workspace / "energy-init"
+    result = run_script(
+        "create_impact_pipeline.py",
+        "--teacher",
+        workspace / "init",
+        "--head",
+        "energy",
+        "--head_width",
+        32,
+        "--head_depth",
+        2,
+        "--noise_channels",
+        8,
+        "--output_dir",
+        student,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return student
+
+
+def test_create_impact_pipeline_assembles_an_energy_student_of_a_teacher(workspace, energy_student):
+    teacher, student = (
+        ImpactPipeline.from_pretrained(workspace / "init"),
+        ImpactPipeline.from_pretrained(energy_student),
+    )
+    assert student.head_type == "energy" and student.diff_head is None and student.head_scheduler is None
+    config = student.energy_head.config
+    assert (config.out_channels, config.model_channels, config.num_res_blocks, config.noise_channels) == (
+        128,
+        32,
+        2,
+        8,
+    )
+    assert config.condition_channels == teacher.transformer.config.hidden_size
+    teacher_weights, student_weights = teacher.transformer.state_dict(), student.transformer.state_dict()
+    assert all(torch.equal(teacher_weights[name], student_weights[name]) for name in teacher_weights)
+    assert type(student.vae) is type(teacher.vae) and type(student.text_encoder) is type(teacher.text_encoder)
+    student.set_progress_bar_config(disable=True)
+    assert student("a tone", num_inference_steps=2).audios.shape == (1, 163840)
+    for extra, message in (
+        (["--teacher", workspace / "init", "--audioldm", "x"], "--audioldm come\\(s\\) from the --teacher pipeline"),
+        ([], "Pass --audioldm and --text_encoder \\(a new pipeline\\), or --teacher"),
+        (["--teacher", workspace / "init", "--noise_channels", 8], "--noise_channels sets the energy head's noise"),
+    ):
+        result = run_script("create_impact_pipeline.py", "--output_dir", workspace / "refused", *extra)
+        assert result.returncode != 0 and re.search(message, result.stderr), result.stderr[-2000:]
+
+
+ENERGY_TRAINING = [
+    "--phase",
+    "text",
+    "--head",
+    "energy",
+    "--energy_samples",
+    3,
+    "--distill_weight",
+    0.7,
+    "--distill_projector_width",
+    16,
+    "--checkpointing_steps",
+    2,
+    "--validation_steps",
+    100,
+    "--deterministic",
+    *COMMON,
+]
+
+
+def test_an_energy_student_trains_with_distillation_and_resumes_exactly(workspace, energy_student):
+    arguments = ["--pipeline", energy_student, "--teacher", workspace / "init", "--train_data", workspace / "clips"]
+    uninterrupted, interrupted = workspace / "energy-uninterrupted", workspace / "energy-interrupted"
+    result = run_script(
+        "train_impact.py", *arguments, *ENERGY_TRAINING, "--output_dir", uninterrupted, "--max_train_steps", 4
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    logged = [json.loads(line) for line in (uninterrupted / "logs" / "metrics.jsonl").read_text().splitlines()]
+    for line in logged:  # the logged loss is the energy score plus the weighted distillation loss
+        assert line["loss"] == pytest.approx(line["energy_loss"] + 0.7 * line["distill_loss"], rel=1e-5)
+        assert 0 < line["distill_loss"] < 2  # 1 − cosine
+    assert sorted(path.name for path in (uninterrupted / "checkpoint-2").iterdir()) == sorted(
+        checkpoints.checkpoint_files(("transformer", "energy_head", "projector"))
+    )
+    trained = ImpactPipeline.from_pretrained(uninterrupted)
+    assert trained.head_type == "energy" and not (uninterrupted / "projector").exists()  # the projector is not kept
+    card = (uninterrupted / "README.md").read_text()
+    assert (
+        "Energy head: energy score of 3 samples per token" in card and f"distilled from `{workspace / 'init'}`" in card
+    )
+    assert "one-step energy-scoring head" in card
+
+    result = run_script(
+        "train_impact.py", *arguments, *ENERGY_TRAINING, "--output_dir", interrupted, "--max_train_steps", 2
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script(
+        "train_impact.py",
+        *arguments,
+        *ENERGY_TRAINING,
+        "--output_dir",
+        interrupted,
+        "--max_train_steps",
+        4,
+        "--resume_from_checkpoint",
+        "latest",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert losses(interrupted) == losses(uninterrupted)
+    resumed, reference = energy_weights(interrupted), energy_weights(uninterrupted)
+    assert all(torch.equal(resumed[name], reference[name]) for name in reference)
+    assert any(not torch.equal(reference[name], energy_weights(energy_student)[name]) for name in reference)
+
+
+def test_energy_training_options_are_refused_where_they_do_not_apply(workspace, energy_student, tmp_path):
+    base = ["--phase", "text", "--train_data", workspace / "clips", "--max_train_steps", 1, *COMMON]
+    other_layout = tmp_path / "other-layout"
+    components = tiny_impact_components(audioldm_format=True)
+    components["transformer"] = ImpactTransformer(**{**components["transformer"].config, "patch_size": 8})
+    components["diff_head"] = None
+    components["head_scheduler"] = None
+    components["energy_head"] = tiny_impact_components(audioldm_format=True, head="energy")["energy_head"]
+    ImpactPipeline(**components).save_pretrained(other_layout)
+    cases = [
+        (
+            ["--pipeline", workspace / "init", "--head", "energy"],
+            "has a diffusion head. To train an energy-head student",
+        ),
+        (["--pipeline", workspace / "init", "--energy_samples", 4], "--energy_samples do\\(es\\) not apply"),
+        (["--pipeline", energy_student, "--diffusion_batch_mul", 4], "--diffusion_batch_mul do\\(es\\) not apply"),
+        (
+            ["--pipeline", energy_student, "--distill_weight", 1.0],
+            "--distill_weight set the distillation from a teacher",
+        ),
+        (["--pipeline", energy_student, "--energy_samples", 1], "--energy_samples must be at least 2"),
+        (
+            ["--pipeline", energy_student, "--teacher", other_layout],
+            "does not read the same tokens and text condition.*patch_size 4 \\(student\\) vs 8 \\(teacher\\)",
+        ),
+        (
+            ["--pipeline", energy_student, "--teacher", workspace / "init", "--distill_layer", 2],
+            "--distill_layer must be a decoder block of the student, 1 to 1; got 2",
+        ),
+    ]
+    for extra, message in cases:
+        result = run_script("train_impact.py", *base, *extra, "--output_dir", tmp_path / "refused")
+        assert result.returncode != 0 and re.search(message, result.stderr), (extra, result.stderr[-2000:])

@@ -24,6 +24,15 @@ to float rounding and for a model without dropout (dropout masks depend on how t
 
 A checkpoint holds safetensors and JSON files only: resuming runs no code from it (nothing is unpickled). `latest`
 skips damaged checkpoints (a file missing or cut short), saying which file, and resumes from the newest intact one.
+
+A pipeline with AudioDEAR's one-step energy head (`ImpactEnergyHead`, assembled from a diffusion-trained teacher by
+`create_impact_pipeline.py --teacher`) trains with the energy score of `--energy_samples` head samples per masked
+token and, with `--teacher`, representation distillation: the student's hidden vectors, through a projector trained
+alongside (and not saved in the pipeline), are aligned with the frozen teacher's for the same masked input
+(`--distill_weight`, `--distill_layer`, `--distill_loss`):
+
+    accelerate launch examples/training/train_impact.py --pipeline ./impact-energy-init --head energy --phase text \
+        --teacher ./impact-text --distill_weight 0.5 --train_data ./audiocaps --output_dir ./impact-energy
 """
 
 import argparse
@@ -65,13 +74,32 @@ from diffusers_impact.training.data import (
     load_audio_dataset,
     load_latent_dataset,
 )
-from diffusers_impact.training.losses import masked_generative_loss, sample_mask_ratio, uniform_per_sample
+from diffusers_impact.training.losses import (
+    DISTILLATION_LOSSES,
+    distillation_projector,
+    masked_energy_loss,
+    masked_generative_loss,
+    sample_mask_ratio,
+    uniform_per_sample,
+)
 from diffusers_impact.visualization import save_mel_spectrograms_png
 
 
 logger = get_logger(__name__)
-# Frozen while the transformer and the diffusion head train.
+# Frozen while the transformer and the head train.
 FROZEN_COMPONENTS = ("vae", "vocoder", "text_encoder", "clap_text_encoder")
+# The pipeline attribute of each kind of head (`ImpactPipeline.head_type`).
+HEAD_ATTRIBUTES = {"diffusion": "diff_head", "energy": "energy_head"}
+# Options of one kind of head only, with their defaults (`None` in the parser, so that passing one to the other kind
+# of head is an error rather than ignored).
+DIFFUSION_OPTIONS = {"diffusion_batch_mul": 4}
+ENERGY_OPTIONS = {"energy_samples": 2, "energy_alpha": 1.0, "energy_repulsion": 1.0}
+DISTILLATION_OPTIONS = {
+    "distill_weight": 0.5,
+    "distill_layer": None,
+    "distill_loss": "cosine",
+    "distill_projector_width": 2048,
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -112,7 +140,40 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Text phase, models with a pooled text embedding: rate at which a sample keeps only its pooled embedding "
         "(its token states are masked out), so that the model learns to generate from the pooled vector alone.",
     )
-    parser.add_argument("--diffusion_batch_mul", type=int, default=4, help="Noise draws per masked token (MAR).")
+    parser.add_argument(
+        "--diffusion_batch_mul", type=int, default=None, help="Diffusion head: noise draws per masked token (MAR: 4)."
+    )
+    energy = parser.add_argument_group("one-step energy head (AudioDEAR)")
+    energy.add_argument(
+        "--head",
+        choices=sorted(HEAD_ATTRIBUTES),
+        default=None,
+        help="The head to train; the --pipeline must have it (default: the pipeline's).",
+    )
+    energy.add_argument("--energy_samples", type=int, default=None, help="Head samples m per masked token (EAR: 2).")
+    energy.add_argument("--energy_alpha", type=float, default=None, help="Energy-score exponent α in (0, 2) (1).")
+    energy.add_argument(
+        "--energy_repulsion", type=float, default=None, help="λ, weight of the samples' repulsion term (1)."
+    )
+    energy.add_argument(
+        "--teacher",
+        default=None,
+        help="Diffusion-trained ImpactPipeline (folder or Hub id) whose transformer's hidden vectors the student's are "
+        "aligned with (representation distillation); frozen.",
+    )
+    energy.add_argument("--distill_weight", type=float, default=None, help="Weight of the distillation loss (0.5).")
+    energy.add_argument(
+        "--distill_layer",
+        type=int,
+        default=None,
+        help="Student decoder block (1-based) whose output is aligned (default: the transformer's output z).",
+    )
+    energy.add_argument(
+        "--distill_loss", choices=DISTILLATION_LOSSES, default=None, help="1 − cosine (REPA; default) or MSE."
+    )
+    energy.add_argument(
+        "--distill_projector_width", type=int, default=None, help="Width of the projector MLP (REPA: 2048)."
+    )
     parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument(
         "--deterministic",
@@ -147,7 +208,42 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--text_token_dropout applies to the text phase only.")
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id.")
+    if args.teacher is None:
+        passed = [f"--{name}" for name in DISTILLATION_OPTIONS if getattr(args, name) is not None]
+        if passed:
+            parser.error(f"{', '.join(passed)} set the distillation from a teacher: pass --teacher too.")
+    if args.teacher is not None and args.head == "diffusion":
+        parser.error("--teacher distils into a one-step energy head: it does not apply to --head diffusion.")
     return args
+
+
+def resolve_head_options(args, head_type: str) -> None:
+    """The options of the pipeline's kind of head get their defaults; those of the other kind are refused."""
+    if args.head is not None and args.head != head_type:
+        hint = ""
+        if args.head == "energy":
+            hint = (
+                " To train an energy-head student of this pipeline, assemble one first: python "
+                f"examples/training/create_impact_pipeline.py --teacher {args.pipeline} --head energy --output_dir "
+                "STUDENT, then train STUDENT."
+            )
+        raise ValueError(f"--head {args.head}, but {args.pipeline} has a {head_type} head.{hint}")
+    args.head = head_type
+    own = dict(DIFFUSION_OPTIONS) if head_type == "diffusion" else {**ENERGY_OPTIONS, **DISTILLATION_OPTIONS}
+    foreign = ENERGY_OPTIONS if head_type == "diffusion" else DIFFUSION_OPTIONS
+    passed = [f"--{name}" for name in foreign if getattr(args, name) is not None]
+    if head_type == "diffusion" and args.teacher is not None:
+        passed.append("--teacher")
+    if passed:
+        raise ValueError(f"{', '.join(passed)} do(es) not apply to {args.pipeline}'s {head_type} head.")
+    for name, default in own.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if head_type == "energy" and (args.energy_samples < 2 or not 0 < args.energy_alpha < 2):
+        raise ValueError(
+            f"--energy_samples must be at least 2 and --energy_alpha in (0, 2), got {args.energy_samples} and "
+            f"{args.energy_alpha}."
+        )
 
 
 def check_audioldm_format(pipeline: ImpactPipeline) -> None:
@@ -236,6 +332,9 @@ def load_pipeline(args, accelerator: Accelerator) -> tuple[ImpactPipeline, torch
     the mixed-precision dtype, returned)."""
     pipeline = ImpactPipeline.from_pretrained(args.pipeline)
     pipeline.set_progress_bar_config(disable=True)
+    if pipeline.head_type is None:
+        raise ValueError(f"{args.pipeline} has no head (`diff_head` or `energy_head`): it cannot be trained.")
+    resolve_head_options(args, pipeline.head_type)
     if args.text_token_dropout and pipeline.transformer.config.pooled_text_embed_dim is None:
         raise ValueError(
             "--text_token_dropout needs a transformer with a pooled text embedding (`pooled_text_embed_dim`)."
@@ -246,12 +345,49 @@ def load_pipeline(args, accelerator: Accelerator) -> tuple[ImpactPipeline, torch
         module = getattr(pipeline, name)
         if module is not None:
             module.requires_grad_(False).eval().to(accelerator.device, dtype=frozen_dtype)
+    head = getattr(pipeline, HEAD_ATTRIBUTES[args.head])
     pipeline.transformer.train()
-    pipeline.diff_head.train()
+    head.train()
     if args.gradient_checkpointing:
         pipeline.transformer.enable_gradient_checkpointing()
-        pipeline.diff_head.enable_gradient_checkpointing()
+        head.enable_gradient_checkpointing()
     return pipeline, frozen_dtype
+
+
+def load_teacher(args, accelerator: Accelerator, pipeline: ImpactPipeline, frozen_dtype) -> torch.nn.Module | None:
+    """The frozen teacher transformer (`--teacher`), checked to read the student's tokens and text condition."""
+    if args.teacher is None:
+        return None
+    teacher = ImpactPipeline.from_pretrained(
+        args.teacher, text_encoder=None, tokenizer=None, clap_text_encoder=None, clap_tokenizer=None
+    ).transformer
+    if teacher is None:
+        raise ValueError(f"--teacher {args.teacher} has no transformer to distil from.")
+    student = pipeline.transformer
+    shared = (
+        "latent_channels",
+        "latent_length",
+        "latent_width",
+        "patch_size",
+        "text_embed_dim",
+        "pooled_text_embed_dim",
+    )
+    differing = {
+        key: (student.config[key], teacher.config[key]) for key in shared if student.config[key] != teacher.config[key]
+    }
+    if differing:
+        details = ", ".join(
+            f"{key} {mine} (student) vs {theirs} (teacher)" for key, (mine, theirs) in differing.items()
+        )
+        raise ValueError(
+            f"--teacher {args.teacher} does not read the same tokens and text condition as {args.pipeline}: {details}."
+        )
+    num_layers = student.config.num_decoder_layers
+    if args.distill_layer is not None and not 1 <= args.distill_layer <= num_layers:
+        raise ValueError(
+            f"--distill_layer must be a decoder block of the student, 1 to {num_layers}; got {args.distill_layer}."
+        )
+    return teacher.requires_grad_(False).eval().to(accelerator.device, dtype=frozen_dtype)
 
 
 def load_training_data(args, accelerator: Accelerator):
@@ -272,9 +408,10 @@ def load_training_data(args, accelerator: Accelerator):
     return dataset
 
 
-def create_optimizer(args, accelerator: Accelerator, transformer, diff_head):
-    """AdamW, no weight decay on 1-D tensors, biases and the diffusion head (MAR), and the learning-rate schedule."""
-    decay, no_decay = [], list(diff_head.parameters())
+def create_optimizer(args, accelerator: Accelerator, transformer, *heads):
+    """AdamW, no weight decay on 1-D tensors, biases and the head (MAR) or heads (the distillation projector too), and
+    the learning-rate schedule."""
+    decay, no_decay = [], [parameter for head in heads for parameter in head.parameters()]
     for name, parameter in transformer.named_parameters():
         (no_decay if parameter.ndim < 2 or name.endswith(".bias") else decay).append(parameter)
     optimizer = torch.optim.AdamW(
@@ -361,26 +498,50 @@ def prepare_batch(args, accelerator, pipeline, examples, generators, frozen_dtyp
 
 
 def training_step(args, accelerator, training: dict, latents, condition, batch_generator, torch_generators, state):
-    """One forward and backward pass (and an optimiser step when gradients are synchronised); returns the loss. A
-    non-finite loss on any process stops training, naming the step and the last good checkpoint."""
-    transformer, diff_head, optimizer = training["transformer"], training["diff_head"], training["optimizer"]
-    with accelerator.accumulate(transformer, diff_head):
+    """One forward and backward pass (and an optimiser step when gradients are synchronised); returns the loss and, for
+    the energy head, its terms. A non-finite loss on any process stops training, naming the step and the last good
+    checkpoint."""
+    transformer, head, optimizer = training["transformer"], training["head"], training["optimizer"]
+    with accelerator.accumulate(*training["wrapped"]):
         torch.manual_seed(int(torch.randint(0, 2**62, (), generator=batch_generator)))  # dropout
         # One ratio per global batch (MAR draws one per batch; here the processes share it).
         mask_ratio = args.mask_ratio
         if mask_ratio is None:
             mask_ratio = sample_mask_ratio(batch_generator, args.min_mask_ratio)
-        loss = masked_generative_loss(
-            transformer,
-            diff_head,
-            training["noise_scheduler"],
-            training["models"]["transformer"].patchify(latents),
-            torch_generators,
-            mask_ratio=mask_ratio,
-            diffusion_batch_mul=args.diffusion_batch_mul,
-            condition_drop_prob=args.condition_drop_prob if args.phase == "text" else 0.0,
+        common = {
+            "mask_ratio": mask_ratio,
+            "condition_drop_prob": args.condition_drop_prob if args.phase == "text" else 0.0,
             **condition,
-        )
+        }
+        tokens = training["models"]["transformer"].patchify(latents)
+        if args.head == "energy":
+            losses = masked_energy_loss(
+                transformer,
+                head,
+                tokens,
+                torch_generators,
+                num_samples=args.energy_samples,
+                alpha=args.energy_alpha,
+                repulsion_weight=args.energy_repulsion,
+                teacher=training["teacher"],
+                projector=training.get("projector"),
+                distill_layer=args.distill_layer,
+                distill_loss=args.distill_loss,
+                **common,
+            )
+            loss = losses["energy"] + (args.distill_weight * losses["distill"] if "distill" in losses else 0.0)
+            components = {f"{name}_loss": value.detach().item() for name, value in losses.items()}
+        else:
+            loss = masked_generative_loss(
+                transformer,
+                head,
+                training["noise_scheduler"],
+                tokens,
+                torch_generators,
+                diffusion_batch_mul=args.diffusion_batch_mul,
+                **common,
+            )
+            components = {}
         nonfinite = accelerator.gather(torch.tensor([not torch.isfinite(loss)], device=accelerator.device))
         if nonfinite.any():
             latest = next(iter(checkpoints_newest_first(Path(args.output_dir))), None)
@@ -395,14 +556,14 @@ def training_step(args, accelerator, training: dict, latents, condition, batch_g
         optimizer.step()
         training["lr_scheduler"].step()
         optimizer.zero_grad()
-    return loss
+    return loss, components
 
 
 def save_trained_pipeline(args, accelerator, pipeline, models, ema, trained_parameters, global_step) -> None:
     """The EMA weights into the pipeline, saved (with its model card) and optionally pushed; main process only."""
     ema.copy_to(trained_parameters)
     pipeline.transformer = models["transformer"].eval()
-    pipeline.diff_head = models["diff_head"].eval()
+    setattr(pipeline, HEAD_ATTRIBUTES[args.head], models[HEAD_ATTRIBUTES[args.head]].eval())
     for name in FROZEN_COMPONENTS:
         module = getattr(pipeline, name)
         if module is not None:
@@ -414,7 +575,19 @@ def save_trained_pipeline(args, accelerator, pipeline, models, ema, trained_para
         args.hub_model_id,
         training=f"Trained with `examples/training/train_impact.py`, phase `{args.phase}`, {global_step} steps of "
         f"{args.train_batch_size} × {accelerator.num_processes} × {args.gradient_accumulation_steps} clips, AdamW "
-        f"lr {args.learning_rate}, mask ratio q = {args.min_mask_ratio}; EMA {args.ema_decay} weights.",
+        f"lr {args.learning_rate}, mask ratio q = {args.min_mask_ratio}; EMA {args.ema_decay} weights."
+        + (
+            f" Energy head: energy score of {args.energy_samples} samples per token (α = {args.energy_alpha}, λ = "
+            f"{args.energy_repulsion})"
+            + (
+                f", distilled from `{args.teacher}` ({args.distill_loss}, weight {args.distill_weight}, "
+                f"{'the output z' if args.distill_layer is None else f'decoder block {args.distill_layer}'})."
+                if args.teacher
+                else "."
+            )
+            if args.head == "energy"
+            else ""
+        ),
     )
     card.save(output_dir / "README.md")
     pipeline.save_pretrained(output_dir)
@@ -428,33 +601,46 @@ def main(argv=None) -> None:
     text_phase = args.phase == "text"
     accelerator = create_accelerator(args)
     pipeline, frozen_dtype = load_pipeline(args, accelerator)
-    noise_scheduler = ImpactDiffHeadScheduler.from_config(pipeline.head_scheduler.config)
+    teacher = load_teacher(args, accelerator, pipeline, frozen_dtype)
     dataset = load_training_data(args, accelerator)
     batches_per_epoch = len(
         epoch_batches(len(dataset), args.train_batch_size, args.seed, 0, 0, accelerator.num_processes)
     )
-    optimizer, lr_scheduler = create_optimizer(args, accelerator, pipeline.transformer, pipeline.diff_head)
-    transformer, diff_head, optimizer, lr_scheduler = accelerator.prepare(
-        pipeline.transformer, pipeline.diff_head, optimizer, lr_scheduler
-    )
-    models = {"transformer": accelerator.unwrap_model(transformer), "diff_head": accelerator.unwrap_model(diff_head)}
+    # The trained models, by their checkpoint names: the transformer, the head and, distilling, the projector.
+    models = {
+        "transformer": pipeline.transformer,
+        HEAD_ATTRIBUTES[args.head]: getattr(pipeline, HEAD_ATTRIBUTES[args.head]),
+    }
+    if teacher is not None:
+        torch.manual_seed(args.seed)  # the projector's initial weights (a resumed run reads them from its checkpoint)
+        models["projector"] = distillation_projector(
+            pipeline.transformer.config.hidden_size, teacher.config.hidden_size, args.distill_projector_width
+        ).to(accelerator.device)
+    optimizer, lr_scheduler = create_optimizer(args, accelerator, *models.values())
+    *wrapped, optimizer, lr_scheduler = accelerator.prepare(*models.values(), optimizer, lr_scheduler)
+    models = {name: accelerator.unwrap_model(model) for name, model in zip(models, wrapped)}
     trained_parameters = list(named_trained_parameters(models).values())
     ema = EMAModel(trained_parameters, decay=args.ema_decay, use_ema_warmup=args.ema_warmup)
     checkpointed = (models, optimizer, lr_scheduler, ema, accelerator.scaler)  # what a checkpoint saves and restores
     training = {
-        "transformer": transformer,
-        "diff_head": diff_head,
+        "transformer": wrapped[0],
+        "head": wrapped[1],
+        "wrapped": wrapped,
         "models": models,
-        "noise_scheduler": noise_scheduler,
+        "teacher": teacher,
         "optimizer": optimizer,
         "lr_scheduler": lr_scheduler,
         "trained_parameters": trained_parameters,
     }
+    if args.head == "diffusion":
+        training["noise_scheduler"] = ImpactDiffHeadScheduler.from_config(pipeline.head_scheduler.config)
+    if teacher is not None:
+        training["projector"] = wrapped[2]
 
     state = {"global_step": 0, "batch_counter": 0}
     if args.resume_from_checkpoint:
         # The random states are not restored: every draw derives from --seed and the batch counter.
-        checkpoint, contents = read_resume_checkpoint(output_dir, args.resume_from_checkpoint)
+        checkpoint, contents = read_resume_checkpoint(output_dir, args.resume_from_checkpoint, list(models))
         state = restore_checkpoint(contents, *checkpointed)
         ema.to(accelerator.device)  # read onto the CPU
         accelerator.print(f"Resumed from {checkpoint} at step {state['global_step']}.")
@@ -487,7 +673,7 @@ def main(argv=None) -> None:
             if not usable.all():
                 continue
             latents, condition, torch_generators = prepared
-            loss = training_step(
+            loss, loss_terms = training_step(
                 args, accelerator, training, latents, condition, generators[0], torch_generators, state
             )
 
@@ -496,7 +682,7 @@ def main(argv=None) -> None:
             ema.step(trained_parameters)
             state["global_step"] += 1
             progress.update(1)
-            logs = {"loss": loss.detach().item(), "lr": lr_scheduler.get_last_lr()[0]}
+            logs = {"loss": loss.detach().item(), **loss_terms, "lr": lr_scheduler.get_last_lr()[0]}
             progress.set_postfix(**logs)
             accelerator.log(logs, step=state["global_step"])
             if accelerator.is_main_process:
@@ -507,7 +693,7 @@ def main(argv=None) -> None:
                 contents = checkpoint_contents(state, *checkpointed)
                 save_checkpoint(accelerator, output_dir, contents, state["global_step"], args.checkpoints_total_limit)
             if text_phase and accelerator.is_main_process and state["global_step"] % args.validation_steps == 0:
-                with ema_weights(ema, trained_parameters), eval_mode(pipeline.transformer, pipeline.diff_head):
+                with ema_weights(ema, trained_parameters), eval_mode(*models.values()):
                     render_validation(pipeline, args, output_dir, state["global_step"], accelerator)
             if state["global_step"] >= args.max_train_steps:
                 break

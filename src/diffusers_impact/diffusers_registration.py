@@ -24,20 +24,32 @@ from packaging import version
 
 LIBRARY_NAME = "diffusers_impact"
 LOADER_FILE = f"{LIBRARY_NAME}.py"
-LOADER_CODE = """\
+_LOADER_HEADER = """\
 # Written by diffusers_impact's `save_pretrained`. It defines nothing: it lets
 # `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` find the classes that model_index.json names in the
 # installed package (`pip install diffusers_impact`). `ImpactPipeline.from_pretrained` accepts this file as it is and
 # refuses a folder where it differs.
+"""
+LOADER_CODE = (
+    _LOADER_HEADER
+    + """\
 from diffusers_impact import (
     GriffinLimVocoder,
     ImpactDiffHead,
     ImpactDiffHeadScheduler,
+    ImpactEnergyHead,
     ImpactMaskScheduler,
     ImpactPipeline,
     ImpactTransformer,
 )
 """
+)
+# What earlier versions wrote (before `ImpactEnergyHead`): folders saved then, the embedded default model's among them,
+# still load. Their classes are all in the current package, so these files import nothing else.
+ACCEPTED_LOADER_CODES = (
+    LOADER_CODE,
+    LOADER_CODE.replace("    ImpactEnergyHead,\n", ""),
+)
 
 _DIFFUSERS_VERSION = version.parse(diffusers.__version__)
 if not (version.parse("0.42.1") <= _DIFFUSERS_VERSION and _DIFFUSERS_VERSION.release[:2] == (0, 42)):

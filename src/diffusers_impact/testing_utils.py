@@ -13,7 +13,7 @@ from transformers import (
     T5Tokenizer,
 )
 
-from .models import ImpactDiffHead, ImpactTransformer
+from .models import ImpactDiffHead, ImpactEnergyHead, ImpactTransformer
 from .pipelines import ImpactPipeline
 from .schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
 
@@ -59,7 +59,11 @@ def tiny_vae(scaling_factor: float = 0.18215) -> AutoencoderKL:
 
 
 def tiny_impact_components(
-    seed: int = 0, with_clap: bool = True, latent_length: int = 16, audioldm_format: bool = False
+    seed: int = 0,
+    with_clap: bool = True,
+    latent_length: int = 16,
+    audioldm_format: bool = False,
+    head: str = "diffusion",
 ) -> dict:
     """
     Components of a tiny IMPACT pipeline: 0.64 s of audio at 1.6 kHz from 16 × 4 latents (16 tokens of 32 values).
@@ -71,7 +75,11 @@ def tiny_impact_components(
         audioldm_format (`bool`): Tiny widths but AudioLDM's data format instead: 16 kHz audio, 64 mel bins,
             10.24 s from (8, 256, 16) latents in 256 tokens of 128 values, so that the package's AudioLDM front-end
             (training, latent pre-computation) applies.
+        head (`str`): `"diffusion"` (`diff_head` and `head_scheduler`) or `"energy"` (`energy_head`, AudioDEAR's
+            one-step head, with 8 noise channels).
     """
+    if head not in ("diffusion", "energy"):
+        raise ValueError(f"`head` must be 'diffusion' or 'energy', got {head!r}.")
     torch.manual_seed(seed)
     vae = tiny_vae()
     vocoder = SpeechT5HifiGan(
@@ -103,12 +111,16 @@ def tiny_impact_components(
         max_text_length=24,
         pooled_text_embed_dim=8 if with_clap else None,
     )
-    diff_head = ImpactDiffHead(
-        in_channels=128 if audioldm_format else 32, model_channels=32, condition_channels=32, num_res_blocks=2
-    )
+    token_dim = 128 if audioldm_format else 32
+    if head == "diffusion":
+        head_model = ImpactDiffHead(in_channels=token_dim, model_channels=32, condition_channels=32, num_res_blocks=2)
+    else:
+        head_model = ImpactEnergyHead(
+            out_channels=token_dim, model_channels=32, condition_channels=32, noise_channels=8, num_res_blocks=2
+        )
     # A fresh head outputs exactly 0 (zero-initialised modulation and output); give those layers random weights so
     # that the tiny pipeline's output depends on every component.
-    for parameter in diff_head.parameters():
+    for parameter in head_model.parameters():
         if not parameter.any():
             torch.nn.init.normal_(parameter, std=0.3)
     components = {
@@ -117,9 +129,10 @@ def tiny_impact_components(
         "text_encoder": text_encoder,
         "tokenizer": tiny_t5_tokenizer(),
         "transformer": transformer,
-        "diff_head": diff_head,
+        "diff_head": head_model if head == "diffusion" else None,
         "scheduler": ImpactMaskScheduler(),
-        "head_scheduler": ImpactDiffHeadScheduler(),
+        "head_scheduler": ImpactDiffHeadScheduler() if head == "diffusion" else None,
+        "energy_head": head_model if head == "energy" else None,
         "clap_text_encoder": None,
         "clap_tokenizer": None,
     }
@@ -143,9 +156,10 @@ def tiny_impact_components(
     return components
 
 
-def tiny_impact_pipeline(seed: int = 0, with_clap: bool = True) -> ImpactPipeline:
-    """A tiny randomly initialised [`ImpactPipeline`] (for tests and offline smoke runs; it makes noise, not sound)."""
-    pipe = ImpactPipeline(**tiny_impact_components(seed=seed, with_clap=with_clap))
+def tiny_impact_pipeline(seed: int = 0, with_clap: bool = True, head: str = "diffusion") -> ImpactPipeline:
+    """A tiny randomly initialised [`ImpactPipeline`] (for tests and offline smoke runs; it makes noise, not sound),
+    with a diffusion head or, for `head="energy"`, AudioDEAR's one-step energy head."""
+    pipe = ImpactPipeline(**tiny_impact_components(seed=seed, with_clap=with_clap, head=head))
     for module in pipe.components.values():
         if isinstance(module, torch.nn.Module):
             module.eval()

@@ -32,8 +32,8 @@ from huggingface_hub import ModelCard, ModelCardData, create_repo, hf_hub_downlo
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTrainedTokenizerBase, SpeechT5HifiGan
 
-from ..diffusers_registration import LOADER_CODE, LOADER_FILE, loader_files, write_loader_files
-from ..models import GriffinLimVocoder, ImpactDiffHead, ImpactTransformer, vocoder_front_end
+from ..diffusers_registration import ACCEPTED_LOADER_CODES, LOADER_FILE, loader_files, write_loader_files
+from ..models import GriffinLimVocoder, ImpactDiffHead, ImpactEnergyHead, ImpactTransformer, vocoder_front_end
 from ..schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
 from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
 
@@ -41,11 +41,20 @@ from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
 logger = logging.get_logger(__name__)
 
 OUTPUT_TYPES = ("np", "pt", "latent")
-# `__call__`'s defaults for the settings a model can recommend instead (`recommended_call_settings`).
+# `__call__`'s defaults for the settings a model can recommend instead (`recommended_call_settings`); a one-step
+# energy head has no `num_diffusion_steps`.
 CALL_DEFAULTS = {"num_inference_steps": 32, "num_diffusion_steps": 100, "guidance_scale": 5.0}
-# What generating needs besides the text components. A pipeline may be built with only the text components (the
-# others `None`) to compute prompt embeddings separately, e.g. to save memory.
-GENERATION_COMPONENTS = ("transformer", "diff_head", "scheduler", "head_scheduler", "vae", "vocoder")
+# The components of each kind of token head: MAR's diffusion head with its sampler, or AudioDEAR's one-step energy head.
+HEAD_COMPONENTS = {"diffusion": ("diff_head", "head_scheduler"), "energy": ("energy_head",)}
+# How the model card names each kind of head (`None`: a text-only pipeline).
+HEAD_DESCRIPTIONS = {
+    "diffusion": "a diffusion head (MAR's MLP, `num_diffusion_steps` sampling steps per decoding iteration)",
+    "energy": "a one-step energy-scoring head (AudioDEAR's `ImpactEnergyHead`: one call per decoding iteration)",
+    None: "none (this folder holds the text components only)",
+}
+# What generating needs besides the text components and one head. A pipeline may be built with only the text
+# components (the others `None`) to compute prompt embeddings separately, e.g. to save memory.
+GENERATION_COMPONENTS = ("transformer", "scheduler", "vae", "vocoder")
 # Where the pooled sentence embedding comes from, for a transformer with `pooled_text_embed_dim` set.
 POOLED_TEXT_EMBEDDINGS = ("clap", "text_encoder_mean")
 
@@ -207,12 +216,13 @@ def _check_pipeline_folder(folder: str, passed_components: set[str]) -> None:
 def _check_loader_files(folder: str) -> bool:
     """
     Whether the folder has the loader files of `diffusers_registration` (then diffusers must be allowed to import
-    them); refuse one that is not exactly what `save_pretrained` writes, since diffusers would run it.
+    them); refuse one that is not exactly what `save_pretrained` writes or wrote before (`ACCEPTED_LOADER_CODES`),
+    since diffusers would run it.
     """
     model_index = json.loads(Path(folder, "model_index.json").read_text(encoding="utf-8"))
     present = [path for path in loader_files(model_index) if os.path.isfile(os.path.join(folder, path))]
     for path in present:
-        if Path(folder, path).read_text(encoding="utf-8") != LOADER_CODE:
+        if Path(folder, path).read_text(encoding="utf-8") not in ACCEPTED_LOADER_CODES:
             raise ValueError(
                 f"{os.path.join(folder, path)} is not the loader file diffusers_impact writes: loading would run its "
                 "code. Inspect it, then pass `trust_remote_code=True` to run it, or replace it with "
@@ -268,6 +278,13 @@ class ImpactPipeline(DiffusionPipeline):
     latent tokens generated so far, and a small diffusion head samples the tokens chosen at each decoding iteration.
     The latents are decoded by the AudioLDM VAE into a mel spectrogram and by the vocoder (HiFi-GAN) into a waveform.
 
+    The same pipeline runs AudioDEAR's one-step variant: with an `energy_head` ([`ImpactEnergyHead`]) instead of
+    `diff_head` and `head_scheduler`, each decoding iteration makes one head call, which maps Gaussian noise to the
+    iteration's tokens. Classifier-free guidance then acts on the transformer's hidden vectors before the head,
+    z = z_uncond + β(t) · (z_cond − z_uncond) (as EAR does; a one-step generator has no ε to guide), so that
+    `guidance_scale=1.0` is exactly the conditional branch. `num_diffusion_steps`, `diffusion_step_annealing` and
+    `latents` (the diffusion head's starting noise) do not apply to it and are refused.
+
     This model inherits from [`~diffusers.DiffusionPipeline`] (loading, saving, `to`, offloading, progress bars).
 
     Args:
@@ -279,9 +296,10 @@ class ImpactPipeline(DiffusionPipeline):
             BERT-style all-MiniLM-L6-v2 of the embedded default model). Needed for `prompt`, not for `prompt_embeds`.
         tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*): Tokenizer of `text_encoder`.
         transformer ([`ImpactTransformer`]): The transformer-based latent encoder.
-        diff_head ([`ImpactDiffHead`]): The per-token diffusion head.
+        diff_head ([`ImpactDiffHead`], *optional*): The per-token diffusion head (IMPACT); `None` with `energy_head`.
         scheduler ([`ImpactMaskScheduler`]): Decoding schedule: positions per iteration and guidance schedule.
-        head_scheduler ([`ImpactDiffHeadScheduler`] or a diffusers scheduler): Sampler run by the diffusion head.
+        head_scheduler ([`ImpactDiffHeadScheduler`] or a diffusers scheduler, *optional*): Sampler run by the
+            diffusion head; `None` with `energy_head`.
         clap_text_encoder ([`~transformers.ClapTextModelWithProjection`], *optional*): Gives the pooled sentence
             embedding (unit-norm CLAP text embedding, as in the paper) when `transformer.config.pooled_text_embed_dim`
             is set and `pooled_text_embedding` is `"clap"`.
@@ -293,8 +311,10 @@ class ImpactPipeline(DiffusionPipeline):
         recommended_call_settings (`dict`, *optional*): How this model should generate, used by every call that does
             not pass the argument itself: `num_inference_steps`, `num_diffusion_steps` (a list of two for DiSA) and
             `guidance_scale`. Stored in `model_index.json` (the embedded default model: 8 iterations, 25 head steps).
+        energy_head ([`ImpactEnergyHead`], *optional*): AudioDEAR's one-step energy-scoring head, in place of
+            `diff_head` and `head_scheduler` (pass one kind of head, not both).
 
-    A pipeline with only the text components (`transformer`, `diff_head`, `scheduler`, `head_scheduler`, `vae` and
+    A pipeline with only the text components (`transformer`, the head components, `scheduler`, `vae` and
     `vocoder` passed as `None`, e.g. `from_pretrained(path, transformer=None, diff_head=None, ...)`) encodes prompts
     with [`~ImpactPipeline.encode_prompt`] so that the text encoders need not stay in memory while generating; pass
     its embeddings to a pipeline loaded with `text_encoder=None, tokenizer=None`. Calling it to generate is an error.
@@ -313,7 +333,7 @@ class ImpactPipeline(DiffusionPipeline):
     ```
     """
 
-    # The diffusion head runs between two transformer calls at every decoding iteration: in the chain, each head call
+    # The token head runs between two transformer calls at every decoding iteration: in the chain, each head call
     # would move the transformer off the device. It is outside it instead (diffusers then gives it its own hook: on
     # the device from its first call until the call ends), like a ControlNet.
     model_cpu_offload_seq = "text_encoder->clap_text_encoder->transformer->vae->vocoder"
@@ -322,8 +342,15 @@ class ImpactPipeline(DiffusionPipeline):
     _num_timesteps = _PerThread()
     _interrupt = _PerThread()
     # A folder may leave the text encoder out when a package provides it (the embedded default model does), and a
-    # text-only pipeline leaves out everything else (`GENERATION_COMPONENTS`).
-    _optional_components = ["text_encoder", "tokenizer", "clap_text_encoder", "clap_tokenizer", *GENERATION_COMPONENTS]
+    # text-only pipeline leaves out everything else (`GENERATION_COMPONENTS`, the head); a pipeline has one kind of head.
+    _optional_components = [
+        "text_encoder",
+        "tokenizer",
+        "clap_text_encoder",
+        "clap_tokenizer",
+        *GENERATION_COMPONENTS,
+        *(name for names in HEAD_COMPONENTS.values() for name in names),
+    ]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
@@ -340,8 +367,15 @@ class ImpactPipeline(DiffusionPipeline):
         clap_tokenizer: PreTrainedTokenizerBase | None = None,
         pooled_text_embedding: str = "clap",
         recommended_call_settings: dict[str, Any] | None = None,
+        energy_head: ImpactEnergyHead | None = None,
     ):
         super().__init__()
+        if energy_head is not None and (diff_head is not None or head_scheduler is not None):
+            raise ValueError(
+                "Pass one kind of token head: `energy_head` (one step) or `diff_head` with `head_scheduler` "
+                "(diffusion), not both. For a one-step student of a diffusion-head model, build the pipeline with "
+                "`diff_head=None, head_scheduler=None`."
+            )
         if pooled_text_embedding not in POOLED_TEXT_EMBEDDINGS:
             raise ValueError(
                 f"`pooled_text_embedding` must be one of {POOLED_TEXT_EMBEDDINGS}, got {pooled_text_embedding!r}."
@@ -368,10 +402,14 @@ class ImpactPipeline(DiffusionPipeline):
             head_scheduler=head_scheduler,
             clap_text_encoder=clap_text_encoder,
             clap_tokenizer=clap_tokenizer,
+            energy_head=energy_head,
         )
-        unknown = sorted(set(recommended_call_settings or {}) - set(CALL_DEFAULTS))
+        allowed = self._call_defaults_for_head()
+        unknown = sorted(set(recommended_call_settings or {}) - set(allowed))
         if unknown:
-            raise ValueError(f"`recommended_call_settings` may set {sorted(CALL_DEFAULTS)}, got {unknown}.")
+            raise ValueError(
+                f"`recommended_call_settings` may set {sorted(allowed)} for this pipeline's head, got {unknown}."
+            )
         self.register_to_config(
             pooled_text_embedding=pooled_text_embedding, recommended_call_settings=recommended_call_settings
         )
@@ -397,10 +435,24 @@ class ImpactPipeline(DiffusionPipeline):
         return self.transformer.config.latent_length * self.seconds_per_latent_frame
 
     @property
+    def head_type(self) -> str | None:
+        """`"energy"` for an [`ImpactEnergyHead`] pipeline, `"diffusion"` for one with a diffusion head, `None` for a
+        text-only pipeline (no head)."""
+        if self.energy_head is not None:
+            return "energy"
+        return "diffusion" if self.diff_head is not None or self.head_scheduler is not None else None
+
+    def _call_defaults_for_head(self) -> dict[str, Any]:
+        """`CALL_DEFAULTS` without the settings this pipeline's head has no use for."""
+        if self.head_type == "energy":
+            return {key: value for key, value in CALL_DEFAULTS.items() if key != "num_diffusion_steps"}
+        return dict(CALL_DEFAULTS)
+
+    @property
     def call_defaults(self) -> dict[str, Any]:
-        """What a call uses for `num_inference_steps`, `num_diffusion_steps` and `guidance_scale` when it does not pass
-        them: the model's `recommended_call_settings`, else 32, 100 and 5.0."""
-        return {**CALL_DEFAULTS, **(self.config.recommended_call_settings or {})}
+        """What a call uses for `num_inference_steps`, `num_diffusion_steps` (diffusion head only) and `guidance_scale`
+        when it does not pass them: the model's `recommended_call_settings`, else 32, 100 and 5.0."""
+        return {**self._call_defaults_for_head(), **(self.config.recommended_call_settings or {})}
 
     @property
     def guidance_scale(self) -> float:
@@ -523,6 +575,7 @@ class ImpactPipeline(DiffusionPipeline):
             audio_length_in_s=f"{self.max_audio_length_in_s:.2f}",
             sampling_rate=self.vocoder.config.sampling_rate,
             call_settings=", ".join(f"`{key}={value!r}`" for key, value in self.call_defaults.items()),
+            head_description=HEAD_DESCRIPTIONS[self.head_type],
             description=description,
             usage=usage,
             components=components,
@@ -779,12 +832,30 @@ class ImpactPipeline(DiffusionPipeline):
         output_type,
         callback_on_step_end_tensor_inputs,
     ):
-        missing = [name for name in GENERATION_COMPONENTS if getattr(self, name) is None]
+        head_type = self.head_type
+        missing = [f"`{name}`" for name in GENERATION_COMPONENTS if getattr(self, name) is None]
+        if head_type is None:
+            missing.append("a head (`diff_head` with `head_scheduler`, or `energy_head`)")
+        else:
+            missing += [f"`{name}`" for name in HEAD_COMPONENTS[head_type] if getattr(self, name) is None]
         if missing:
             raise ValueError(
-                f"This pipeline was built without {', '.join(f'`{name}`' for name in missing)}: it can encode prompts "
-                "(`encode_prompt`) but not generate. Load a pipeline with every component to generate."
+                f"This pipeline was built without {', '.join(missing)}: it can encode prompts (`encode_prompt`) but "
+                "not generate. Load a pipeline with every component to generate."
             )
+        if head_type == "energy":
+            not_applicable = {
+                "num_diffusion_steps": num_diffusion_steps is not None,
+                "diffusion_step_annealing": diffusion_step_annealing != "linear",
+                "latents": latents is not None,
+            }
+            for name, passed in not_applicable.items():
+                if passed:
+                    raise ValueError(
+                        f"`{name}` applies to a diffusion head, but this pipeline has a one-step energy head "
+                        f"(ImpactEnergyHead): it makes one head call per decoding iteration from fresh Gaussian noise "
+                        f"(drawn from `generator`). Leave `{name}` out."
+                    )
         if (prompt is None) == (prompt_embeds is None):
             raise ValueError("Pass exactly one of `prompt` or `prompt_embeds`.")
         if prompt is not None:
@@ -835,7 +906,9 @@ class ImpactPipeline(DiffusionPipeline):
             ("num_inference_steps", num_inference_steps),
             ("num_waveforms_per_prompt", num_waveforms_per_prompt),
         ]
-        if isinstance(num_diffusion_steps, (tuple, list)):  # (first, last): diffusion step annealing
+        if head_type == "energy":
+            pass  # no head steps (refused above)
+        elif isinstance(num_diffusion_steps, (tuple, list)):  # (first, last): diffusion step annealing
             if len(num_diffusion_steps) != 2:
                 raise ValueError(
                     f"`num_diffusion_steps` must be a positive integer or a pair (first, last), got {num_diffusion_steps!r}."
@@ -864,7 +937,11 @@ class ImpactPipeline(DiffusionPipeline):
             raise ValueError(f"`guidance_schedule` must be one of {GUIDANCE_SCHEDULES}, got {guidance_schedule!r}.")
         if not _is_finite_real(temperature) or temperature < 0:
             raise ValueError(f"`temperature` must be a finite number ≥ 0, got {_describe(temperature)}.")
-        if temperature != 1.0 and "temperature" not in inspect.signature(self.head_scheduler.step).parameters:
+        if (
+            head_type == "diffusion"
+            and temperature != 1.0
+            and "temperature" not in inspect.signature(self.head_scheduler.step).parameters
+        ):
             raise ValueError(
                 f"`temperature` is not supported by {type(self.head_scheduler).__name__}; use ImpactDiffHeadScheduler "
                 "or temperature=1.0."
@@ -901,8 +978,7 @@ class ImpactPipeline(DiffusionPipeline):
 
     def _check_latents(self, name: str, latents, batch_size: int) -> None:
         """`latents` (given, or returned by a callback): a finite float tensor of the model's latent shape."""
-        config = self.transformer.config
-        expected = (batch_size, config.latent_channels, config.latent_length, config.latent_width)
+        expected = self._latent_shape(batch_size)
         if not isinstance(latents, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor of shape {expected}, got {_describe(latents)}.")
         if tuple(latents.shape) != expected:
@@ -942,13 +1018,23 @@ class ImpactPipeline(DiffusionPipeline):
         return embeds.shape[0]
 
     # ------------------------------------------------------------------------------------------- latents and audio
+    def _latent_shape(self, batch_size: int) -> tuple[int, int, int, int]:
+        config = self.transformer.config
+        return (batch_size, config.latent_channels, config.latent_length, config.latent_width)
+
     def prepare_latents(self, batch_size, generator, device, latents=None) -> torch.Tensor:
         """Initial Gaussian noise x_K of the diffusion head for every latent position, as VAE latents (float32)."""
-        config = self.transformer.config
-        shape = (batch_size, config.latent_channels, config.latent_length, config.latent_width)
         if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+            latents = randn_tensor(
+                self._latent_shape(batch_size), generator=generator, device=device, dtype=torch.float32
+            )
         return latents.to(device=device, dtype=torch.float32) * self.head_scheduler.init_noise_sigma
+
+    def prepare_energy_noise(self, batch_size, generator, device) -> torch.Tensor:
+        """The energy head's standard Gaussian input noise, one vector per latent token: `(B, num_tokens,
+        noise_channels)`, float32 (drawn per sample, so that a list of generators gives each waveform its own)."""
+        shape = (batch_size, self.transformer.num_tokens, self.energy_head.config.noise_channels)
+        return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
 
     @staticmethod
     def _decoding_batches(values: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -1029,6 +1115,29 @@ class ImpactPipeline(DiffusionPipeline):
             sample = head_scheduler.step(model_output, timestep, sample, **step_kwargs).prev_sample
         return sample.reshape(batch_size, num_new_tokens, token_dim)
 
+    def sample_tokens_one_step(
+        self, hidden_states: torch.Tensor, noise: torch.Tensor, guidance_scale: float, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """
+        The energy head's tokens for this iteration in one call (AudioDEAR): the hook for timing or inspecting the
+        one-step head, as `sample_tokens` is for the diffusion head.
+
+        `hidden_states` is `(B, n, D)`, or `(2B, n, D)` with the unconditional rows second when guiding; `noise` is
+        `(B, n, noise_channels)`. Guidance acts on the hidden vectors before the head (EAR):
+        z = z_uncond + β · (z_cond − z_uncond), computed as `torch.lerp`, which gives z_cond exactly at β = 1.
+        Returns `(B, n, token_dim)` in float32.
+        """
+        batch_size, num_new_tokens, noise_channels = noise.shape
+        if hidden_states.shape[0] == 2 * batch_size:
+            hidden_cond, hidden_uncond = hidden_states.float().chunk(2)
+            hidden_states = torch.lerp(hidden_uncond, hidden_cond, guidance_scale)
+        dtype = self.energy_head.dtype
+        condition = hidden_states.reshape(-1, hidden_states.shape[-1]).to(dtype)
+        tokens = self.energy_head(
+            condition, noise.reshape(-1, noise_channels).to(dtype), temperature=temperature, return_dict=False
+        )[0]
+        return tokens.float().reshape(batch_size, num_new_tokens, -1)
+
     # ------------------------------------------------------------------------------------------------------- call
     @torch.no_grad()
     @replace_example_docstring(EXAMPLE_DOC_STRING)
@@ -1071,7 +1180,7 @@ class ImpactPipeline(DiffusionPipeline):
                 This and the next two default to the model's `recommended_call_settings` (see the class), else to 32,
                 100 and 5.0.
             num_diffusion_steps (`int` or `tuple[int, int]`, *optional*): Sampling steps of the diffusion head
-                per decoding iteration. A pair `(first, last)` anneals them (DiSA, Zhao et al. 2025, arXiv 2505.20297):
+                per decoding iteration (diffusion head only). A pair `(first, last)` anneals them (DiSA, Zhao et al. 2025, arXiv 2505.20297):
                 `first` steps at the first iteration, `last` at the final one, linear in between and rounded (e.g.
                 `(50, 5)`). Later tokens are conditioned on more generated context and need fewer steps; the later
                 iterations generate the most tokens, so the head's work drops by more than the mean step count.
@@ -1083,7 +1192,8 @@ class ImpactPipeline(DiffusionPipeline):
                 classifier-free guidance and halves the work.
             guidance_schedule (`str`, *optional*): `"cosine"` (paper), `"linear"` or `"constant"`; defaults to the
                 scheduler's configured schedule.
-            temperature (`float`, defaults to 1.0): Scales the noise injected at every head sampling step (MAR).
+            temperature (`float`, defaults to 1.0): Scales the noise injected at every head sampling step (MAR), or
+                the energy head's input noise (see [`ImpactEnergyHead`]).
             negative_prompt (`str` or `list[str]`, *optional*): Text for the unconditional branch of guidance instead
                 of the learned null condition.
             num_waveforms_per_prompt (`int`, defaults to 1): Waveforms generated per prompt.
@@ -1091,7 +1201,7 @@ class ImpactPipeline(DiffusionPipeline):
                 and noise). With a list, waveform k depends only on generator k.
             latents (`torch.Tensor`, *optional*): Pre-generated Gaussian noise of shape
                 `(batch · num_waveforms_per_prompt, latent_channels, latent_length, latent_width)`: the diffusion
-                head's starting sample at every latent position.
+                head's starting sample at every latent position (diffusion head only).
             prompt_embeds (`torch.Tensor`, *optional*): Pre-computed text token embeddings `(batch, L, text_embed_dim)`.
             prompt_attention_mask (`torch.Tensor`, *optional*): Their mask (1 = token, 0 = padding); default all ones.
             pooled_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed pooled sentence embeddings (see
@@ -1125,7 +1235,8 @@ class ImpactPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         settings = self.call_defaults  # for the arguments not passed
         num_inference_steps = settings["num_inference_steps"] if num_inference_steps is None else num_inference_steps
-        num_diffusion_steps = settings["num_diffusion_steps"] if num_diffusion_steps is None else num_diffusion_steps
+        if "num_diffusion_steps" in settings and num_diffusion_steps is None:  # a diffusion head's step count
+            num_diffusion_steps = settings["num_diffusion_steps"]
         guidance_scale = settings["guidance_scale"] if guidance_scale is None else guidance_scale
         self.check_inputs(
             prompt,
@@ -1177,18 +1288,23 @@ class ImpactPipeline(DiffusionPipeline):
         condition = self._prepare_condition(*embeds, do_classifier_free_guidance)
         batch_size = embeds[0].shape[0]
 
-        # 2. Decoding schedule, random orders (App. D.1) and the head's initial noise
+        # 2. Decoding schedule, random orders (App. D.1) and the head's noise: the diffusion head's initial sample
+        # per token, or the energy head's input noise per token
         scheduler.set_timesteps(num_inference_steps, self.transformer.num_tokens, device=device)
         timesteps = scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        diffusion_steps = annealed_diffusion_steps(num_diffusion_steps, len(timesteps), diffusion_step_annealing)
-        noise_tokens = self.transformer.patchify(self.prepare_latents(batch_size, generator, device, latents))
+        one_step_head = self.head_type == "energy"
+        if one_step_head:
+            head_noise = self.prepare_energy_noise(batch_size, generator, device)
+        else:
+            diffusion_steps = annealed_diffusion_steps(num_diffusion_steps, len(timesteps), diffusion_step_annealing)
+            head_noise = self.transformer.patchify(self.prepare_latents(batch_size, generator, device, latents))
+            step_parameters = inspect.signature(head_scheduler.step).parameters
+            step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
+            if "temperature" in step_parameters:
+                step_kwargs["temperature"] = temperature
         orders = scheduler.sample_orders(batch_size, generator=generator, device=device)
-        tokens = torch.zeros_like(noise_tokens)
-        step_parameters = inspect.signature(head_scheduler.step).parameters
-        step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
-        if "temperature" in step_parameters:
-            step_kwargs["temperature"] = temperature
+        tokens = self.transformer.patchify(torch.zeros(self._latent_shape(batch_size), device=device))
         copies = 2 if do_classifier_free_guidance else 1
 
         # 3. Iterative mask-based parallel decoding (§3.2)
@@ -1208,11 +1324,14 @@ class ImpactPipeline(DiffusionPipeline):
                 selected_hidden = torch.gather(
                     hidden_states, 1, positions.repeat(copies, 1).unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1])
                 )
-                start_noise = torch.gather(noise_tokens, 1, positions.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+                noise = torch.gather(head_noise, 1, positions.unsqueeze(-1).expand(-1, -1, head_noise.shape[-1]))
                 step_guidance = scheduler.guidance_scale_at(i, self._guidance_scale, guidance_schedule)
-                new_tokens = self.sample_tokens(
-                    selected_hidden, start_noise, step_guidance, diffusion_steps[i], step_kwargs, head_scheduler
-                )
+                if one_step_head:
+                    new_tokens = self.sample_tokens_one_step(selected_hidden, noise, step_guidance, temperature)
+                else:
+                    new_tokens = self.sample_tokens(
+                        selected_hidden, noise, step_guidance, diffusion_steps[i], step_kwargs, head_scheduler
+                    )
                 tokens = scheduler.step(new_tokens, t, tokens, orders).prev_sample
 
                 if callback_on_step_end is not None:

@@ -2,7 +2,7 @@
 """
 Training checkpoints as safetensors and JSON files only: resuming reads no pickle, so a checkpoint cannot run code.
 
-A checkpoint folder `checkpoint-<step>` holds `CHECKPOINT_FILES`: the trained models' weights, the EMA weights and
+A checkpoint folder `checkpoint-<step>` holds `checkpoint_files(...)`: the trained models' weights, the EMA weights and
 AdamW's moments as safetensors; the counters and the optimizer, learning-rate scheduler, grad scaler and EMA settings
 as JSON. It is written into a temporary folder that is renamed when complete, so a crash during a save never harms
 the last good checkpoint; `read_resume_checkpoint(..., "latest")` skips damaged ones, naming the file.
@@ -24,14 +24,22 @@ from safetensors.torch import load_file, save_file
 
 logger = logging.get_logger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-# A checkpoint's files: tensors as safetensors, everything else as JSON (see `checkpoint_contents`).
-CHECKPOINT_FILES = (
-    "training_state.json",
-    "transformer.safetensors",
-    "diff_head.safetensors",
-    "ema.safetensors",
-    "optimizer.safetensors",
-)
+# The models a diffusion-head run trains (an energy-head run: transformer, energy_head and, distilling, projector).
+DIFFUSION_MODELS = ("transformer", "diff_head")
+
+
+def checkpoint_files(model_names=DIFFUSION_MODELS) -> tuple[str, ...]:
+    """A checkpoint's files for the trained models `model_names`: tensors as safetensors, everything else as JSON
+    (see `checkpoint_contents`)."""
+    return (
+        "training_state.json",
+        *(f"{name}.safetensors" for name in model_names),
+        "ema.safetensors",
+        "optimizer.safetensors",
+    )
+
+
+CHECKPOINT_FILES = checkpoint_files()
 
 
 class DamagedCheckpointError(RuntimeError):
@@ -49,7 +57,7 @@ def named_trained_parameters(models: dict[str, torch.nn.Module]) -> dict[str, to
 
 
 def checkpoint_contents(state: dict, models: dict, optimizer, lr_scheduler, ema: EMAModel, scaler) -> dict[str, dict]:
-    """The files of a checkpoint (`CHECKPOINT_FILES`): their tensors (`.safetensors`) or JSON values (`.json`)."""
+    """The files of a checkpoint (`checkpoint_files(models)`): their tensors (`.safetensors`) or JSON values (`.json`)."""
     optimizer_state, ema_state = optimizer.state_dict(), ema.state_dict()
     adamw_tensors = optimizer_state["state"]  # parameter index → its step count and moments
     return {
@@ -93,15 +101,16 @@ def save_checkpoint(accelerator, output_dir: Path, contents: dict, step: int, to
     return final
 
 
-def read_checkpoint(folder: Path) -> dict[str, dict]:
+def read_checkpoint(folder: Path, model_names=DIFFUSION_MODELS) -> dict[str, dict]:
     """
-    Every file of a checkpoint, read but not applied; `DamagedCheckpointError` names a missing or unreadable one. Only
-    safetensors and JSON are read, so a hostile checkpoint cannot run code (nothing is unpickled).
+    Every file of a checkpoint of the models `model_names`, read but not applied; `DamagedCheckpointError` names a
+    missing or unreadable one (a checkpoint of other models lacks theirs). Only safetensors and JSON are read, so a
+    hostile checkpoint cannot run code (nothing is unpickled).
     """
     if not folder.is_dir():
         raise DamagedCheckpointError(f"{folder} is not a folder")
     contents = {}
-    for name in CHECKPOINT_FILES:
+    for name in checkpoint_files(model_names):
         path = folder / name
         if not path.is_file():
             raise DamagedCheckpointError(f"{path} is missing")
@@ -112,11 +121,13 @@ def read_checkpoint(folder: Path) -> dict[str, dict]:
     return contents
 
 
-def read_resume_checkpoint(output_dir: Path, resume: str) -> tuple[Path, dict[str, dict]]:
+def read_resume_checkpoint(
+    output_dir: Path, resume: str, model_names=DIFFUSION_MODELS
+) -> tuple[Path, dict[str, dict]]:
     """The checkpoint `--resume_from_checkpoint` names and its files; `latest` skips damaged ones, saying why."""
     if resume != "latest":
         try:
-            return Path(resume), read_checkpoint(Path(resume))
+            return Path(resume), read_checkpoint(Path(resume), model_names)
         except DamagedCheckpointError as error:
             raise DamagedCheckpointError(
                 f"--resume_from_checkpoint {resume}: {error}. Resume from another checkpoint ('latest' resumes from "
@@ -124,7 +135,7 @@ def read_resume_checkpoint(output_dir: Path, resume: str) -> tuple[Path, dict[st
             ) from error
     for checkpoint in checkpoints_newest_first(output_dir):
         try:
-            return checkpoint, read_checkpoint(checkpoint)
+            return checkpoint, read_checkpoint(checkpoint, model_names)
         except DamagedCheckpointError as error:
             logger.warning(f"Skipping the damaged {checkpoint}: {error}.")
     raise FileNotFoundError(

@@ -1,11 +1,15 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
-"""IMPACT's training objective (paper §3.1, Eq. 2) with MAR's masking and hybrid diffusion loss (mar.md §4–§5)."""
+"""IMPACT's training objective (paper §3.1, Eq. 2) with MAR's masking and hybrid diffusion loss (mar.md §4–§5), and
+AudioDEAR's: the energy score of a one-step head with representation distillation from a diffusion-trained teacher."""
 
+import contextlib
 import math
 
 import scipy.stats
 import torch
+import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
 
 from ..schedulers import ImpactDiffHeadScheduler, mask_from_orders, random_orders
 
@@ -200,6 +204,39 @@ def energy_score_loss(
     return (score * token_weights).sum() / token_weights.sum()
 
 
+def _masked_forward(
+    transformer: torch.nn.Module,
+    tokens: torch.Tensor,
+    generator: torch.Generator | list[torch.Generator],
+    min_mask_ratio: float,
+    mask_ratio: float | None,
+    condition_drop_prob: float,
+    condition: dict[str, torch.Tensor | None],
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """
+    The masking and transformer pass shared by both objectives: a ratio r (truncated normal on [q, 1], or
+    `mask_ratio`), ⌈N·r⌉ random masked positions per sample, each sample's text replaced by the null condition with
+    probability `condition_drop_prob`. Returns the hidden states `(B, N, D)`, the mask `(B, N)` and the transformer's
+    inputs (so that a teacher can see exactly the same ones).
+    """
+    batch_size, num_tokens, _ = tokens.shape
+    per_sample = isinstance(generator, list)
+    if per_sample and len(generator) != batch_size:
+        raise ValueError(f"`generator` is a list of {len(generator)} generators for a batch of {batch_size} samples.")
+    if per_sample and mask_ratio is None:
+        raise ValueError("With one generator per sample, pass `mask_ratio`, drawn once for the whole batch.")
+    ratio = sample_mask_ratio(generator, min_mask_ratio) if mask_ratio is None else mask_ratio
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"`mask_ratio` must be in (0, 1], got {ratio}.")
+    orders = random_orders(batch_size, num_tokens, generator=generator)
+    mask = mask_from_orders(orders, math.ceil(num_tokens * ratio)).to(tokens.device)
+    drop_condition = None
+    if condition.get("encoder_hidden_states") is not None:
+        drop_condition = uniform_per_sample(batch_size, generator).to(tokens.device) < condition_drop_prob
+    condition = {**condition, "drop_condition": drop_condition}
+    return transformer(tokens, mask, **condition).sample, mask, {"hidden_states": tokens, "mask": mask, **condition}
+
+
 def masked_generative_loss(
     transformer: torch.nn.Module,
     diff_head: torch.nn.Module,
@@ -239,28 +276,14 @@ def masked_generative_loss(
         encoder_hidden_states, encoder_attention_mask, pooled_projections: The text condition, as for the transformer.
         condition_drop_prob (`float`, defaults to 0.0): Probability of the null condition per sample (paper: 0.1).
     """
-    batch_size, num_tokens, _ = tokens.shape
-    per_sample = isinstance(generator, list)
-    if per_sample and len(generator) != batch_size:
-        raise ValueError(f"`generator` is a list of {len(generator)} generators for a batch of {batch_size} samples.")
-    if per_sample and mask_ratio is None:
-        raise ValueError("With one generator per sample, pass `mask_ratio`, drawn once for the whole batch.")
-    ratio = sample_mask_ratio(generator, min_mask_ratio) if mask_ratio is None else mask_ratio
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"`mask_ratio` must be in (0, 1], got {ratio}.")
-    orders = random_orders(batch_size, num_tokens, generator=generator)
-    mask = mask_from_orders(orders, math.ceil(num_tokens * ratio)).to(tokens.device)
-    drop_condition = None
-    if encoder_hidden_states is not None:
-        drop_condition = uniform_per_sample(batch_size, generator).to(tokens.device) < condition_drop_prob
-    hidden_states = transformer(
-        tokens,
-        mask,
-        encoder_hidden_states=encoder_hidden_states,
-        encoder_attention_mask=encoder_attention_mask,
-        pooled_projections=pooled_projections,
-        drop_condition=drop_condition,
-    ).sample
+    condition = {
+        "encoder_hidden_states": encoder_hidden_states,
+        "encoder_attention_mask": encoder_attention_mask,
+        "pooled_projections": pooled_projections,
+    }
+    hidden_states, mask, _ = _masked_forward(
+        transformer, tokens, generator, min_mask_ratio, mask_ratio, condition_drop_prob, condition
+    )
     # Eq. 2: only masked positions enter the loss, so the head runs on those rows alone.
     return diffusion_head_loss(
         diff_head,
@@ -270,3 +293,158 @@ def masked_generative_loss(
         generator,
         diffusion_batch_mul=diffusion_batch_mul,
     )
+
+
+DISTILLATION_LOSSES = ("cosine", "mse")
+
+
+def distillation_projector(student_channels: int, teacher_channels: int, width: int = 2048) -> nn.Sequential:
+    """
+    REPA's projector (Yu et al. 2025): an MLP Linear–SiLU–Linear–SiLU–Linear from the student's hidden vectors to the
+    teacher's. It is trained with the student and discarded afterwards (the pipeline does not contain it).
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from diffusers_impact.training.losses import distillation_projector
+
+    >>> distillation_projector(32, 48, width=64)(torch.randn(5, 32)).shape
+    torch.Size([5, 48])
+    ```
+    """
+    return nn.Sequential(
+        nn.Linear(student_channels, width),
+        nn.SiLU(),
+        nn.Linear(width, width),
+        nn.SiLU(),
+        nn.Linear(width, teacher_channels),
+    )
+
+
+@contextlib.contextmanager
+def _decoder_block_output(transformer: torch.nn.Module, layer: int | None):
+    """The latent positions' output `(B, N, D)` of the transformer's decoder block `layer` (1-based) during the
+    forward passes inside the context, in `captured["features"]`; nothing is captured for `layer=None`."""
+    captured = {}
+    if layer is None:
+        yield captured
+        return
+    model = getattr(transformer, "module", transformer)  # DistributedDataParallel wraps the model
+    num_tokens = model.num_tokens
+
+    def keep_latent_positions(module, inputs, output):
+        captured["features"] = output[:, -num_tokens:]  # the condition slots come first
+
+    handle = model.decoder_blocks[layer - 1].register_forward_hook(keep_latent_positions)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def representation_alignment_loss(
+    student_features: torch.Tensor, teacher_features: torch.Tensor, projector: torch.nn.Module, kind: str = "cosine"
+) -> torch.Tensor:
+    """
+    Representation distillation (AudioDEAR, in REPA's form): the projected student features against the frozen
+    teacher's, per token, averaged: `1 − cos` (REPA's negative cosine similarity, shifted to be ≥ 0) or the mean
+    squared error.
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from diffusers_impact.training.losses import representation_alignment_loss
+
+    >>> features = torch.randn(4, 8)
+    >>> round(float(representation_alignment_loss(features, 3 * features, torch.nn.Identity())), 6)  # cos = 1
+    0.0
+    ```
+    """
+    if kind not in DISTILLATION_LOSSES:
+        raise ValueError(f"The distillation loss must be one of {DISTILLATION_LOSSES}, got {kind!r}.")
+    projected = projector(student_features).float()
+    teacher_features = teacher_features.float()
+    if kind == "cosine":
+        return (1.0 - F.cosine_similarity(projected, teacher_features, dim=-1)).mean()
+    return (projected - teacher_features).square().mean()
+
+
+def masked_energy_loss(
+    transformer: torch.nn.Module,
+    energy_head: torch.nn.Module,
+    tokens: torch.Tensor,
+    generator: torch.Generator | list[torch.Generator],
+    min_mask_ratio: float = 0.7,
+    mask_ratio: float | None = None,
+    num_samples: int = 2,
+    alpha: float = 1.0,
+    repulsion_weight: float = 1.0,
+    encoder_hidden_states: torch.Tensor | None = None,
+    encoder_attention_mask: torch.Tensor | None = None,
+    pooled_projections: torch.Tensor | None = None,
+    condition_drop_prob: float = 0.0,
+    teacher: torch.nn.Module | None = None,
+    projector: torch.nn.Module | None = None,
+    distill_layer: int | None = None,
+    distill_loss: str = "cosine",
+) -> dict[str, torch.Tensor]:
+    """
+    AudioDEAR's training losses for one batch: the masking of [`masked_generative_loss`], then the energy score of
+    `num_samples` one-step head samples per masked token (`energy_score_loss`, the masked mean of Eq. 2) and, with a
+    `teacher`, representation distillation on the masked tokens: the student's hidden vectors (those of decoder block
+    `distill_layer`, or the transformer's output z for `None`), through `projector`, against the frozen teacher's
+    output z for exactly the same input (tokens, mask, text and null-condition drops), the vectors its diffusion head
+    was trained on.
+
+    Args:
+        transformer, energy_head: The student [`ImpactTransformer`] and [`ImpactEnergyHead`] (possibly wrapped).
+        tokens, generator, min_mask_ratio, mask_ratio, condition_drop_prob, encoder_hidden_states,
+        encoder_attention_mask, pooled_projections: As for [`masked_generative_loss`]; the generator also draws the
+            head's noise, `(num_samples, N, noise_channels)` per sample.
+        num_samples (`int`, defaults to 2): m ≥ 2 head samples per token (EAR: 2).
+        alpha, repulsion_weight: α and λ of `energy_score_loss`.
+        teacher (*optional*): The frozen teacher [`ImpactTransformer`], same token layout and text condition.
+        projector (*optional*): Maps the student's features to the teacher's width (`distillation_projector`).
+        distill_layer (`int`, *optional*): 1-based decoder block of the student whose output is aligned.
+        distill_loss (`str`, defaults to `"cosine"`): `"cosine"` or `"mse"` (`representation_alignment_loss`).
+
+    Returns:
+        `dict`: `"energy"`, and `"distill"` with a teacher.
+    """
+    if (teacher is None) != (projector is None):
+        raise ValueError("Pass `teacher` and `projector` together (distillation), or neither.")
+    condition = {
+        "encoder_hidden_states": encoder_hidden_states,
+        "encoder_attention_mask": encoder_attention_mask,
+        "pooled_projections": pooled_projections,
+    }
+    with _decoder_block_output(transformer, distill_layer) as captured:
+        hidden_states, mask, inputs = _masked_forward(
+            transformer, tokens, generator, min_mask_ratio, mask_ratio, condition_drop_prob, condition
+        )
+    noise_channels = getattr(energy_head, "module", energy_head).config.noise_channels
+    batch_size, num_tokens, _ = tokens.shape
+    noise = randn_tensor((batch_size, num_samples, num_tokens, noise_channels), generator=generator)
+    noise = noise.to(tokens.device).transpose(0, 1)[:, mask]  # (m, masked tokens, noise_channels)
+    condition_rows = hidden_states[mask]
+    num_masked = condition_rows.shape[0]
+    samples = energy_head(condition_rows.repeat(num_samples, 1), noise.reshape(num_samples * num_masked, -1)).sample
+    losses = {
+        "energy": energy_score_loss(
+            samples.reshape(num_samples, num_masked, -1), tokens[mask], alpha=alpha, repulsion_weight=repulsion_weight
+        )
+    }
+    if teacher is not None:
+        with torch.no_grad():
+            teacher_inputs = {
+                key: value.to(teacher.dtype) if torch.is_tensor(value) and value.is_floating_point() else value
+                for key, value in inputs.items()
+            }
+            teacher_features = teacher(**teacher_inputs).sample[mask]
+        student_features = hidden_states if distill_layer is None else captured["features"]
+        losses["distill"] = representation_alignment_loss(
+            student_features[mask], teacher_features, projector, kind=distill_loss
+        )
+    return losses
