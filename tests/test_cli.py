@@ -38,6 +38,11 @@ def run(argv, capsys):
         (["a dog", "--model", "tiny-random", "-o", "dog.wav", "--length", "5"], "error: --length must be"),
         (["   ", "--model", "tiny-random", "-o", "dog.wav"], "PROMPT contains an empty string"),
         (["a dog", "--model", "/does/not/exist", "-o", "dog.wav"], "--model '/does/not/exist': no such folder"),
+        (["a dog", "-o", "dog.wav", "--head", "one-step"], "argument --head: invalid choice: 'one-step'"),
+        (
+            ["a dog", "--model", "tiny-random", "--head", "energy", "-o", "dog.wav", "--diffusion-steps", "5"],
+            "--diffusion-steps applies to a diffusion head, but this pipeline has a one-step energy head",
+        ),
     ],
 )
 def test_bad_arguments_exit_with_a_one_line_error_naming_the_flag(argv, message, tmp_path, monkeypatch, capsys):
@@ -225,3 +230,19 @@ def test_annealed_diffusion_steps_from_the_command_line(tmp_path, capsys, monkey
     for bad in ("7:5:2", "7:0", "a:b", "7:"):
         code, _, err = run([*argv, "--diffusion-steps", bad], capsys)
         assert code == 2 and f"argument --diffusion-steps: invalid step count (N, or FIRST:LAST) value: '{bad}'" in err
+
+
+def test_head_selects_the_kind_of_head_and_a_model_with_another_head_is_refused(tmp_path, capsys):
+    from diffusers_impact.testing_utils import tiny_impact_pipeline
+
+    code, out, err = run(
+        ["a dog", "--model", "tiny-random", "--head", "energy", "--steps", "2", "-o", str(tmp_path / "e.wav")], capsys
+    )
+    assert code == 0 and "wrote" in out, err
+    tiny_impact_pipeline().save_pretrained(tmp_path / "diffusion-model")
+    code, _, err = run(
+        ["a dog", "--model", str(tmp_path / "diffusion-model"), "--head", "energy", "-o", str(tmp_path / "d.wav")],
+        capsys,
+    )
+    assert code == 2 and "--head energy, but --model" in err and "has a diffusion head" in err
+    assert not (tmp_path / "d.wav").exists()

@@ -66,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="How FIRST:LAST anneals the head steps: linear (DiSA) or geometric.",
     )
     parser.add_argument("--guidance_scale", type=float, default=5.0)
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="Noise scale of the head (its input noise for an energy head)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Write the WAVs, results.json and mel_comparison.png.")
     return parser.parse_args(argv)
@@ -117,7 +120,13 @@ def main(argv=None) -> int:
     pipeline = load_pipeline(args.pipeline)
     for name in ("num_inference_steps", "num_diffusion_steps"):  # not given: the pipeline's own, recorded as used
         if getattr(args, name) is None:
-            setattr(args, name, pipeline.call_defaults[name])
+            setattr(args, name, pipeline.call_defaults.get(name))  # an energy head has no head steps
+    # The head-step arguments go to a diffusion head only (an energy-head pipeline refuses them).
+    head_arguments = {"temperature": args.temperature}
+    if args.num_diffusion_steps is not None:
+        head_arguments.update(
+            num_diffusion_steps=args.num_diffusion_steps, diffusion_step_annealing=args.diffusion_step_annealing
+        )
     pipeline.set_progress_bar_config(disable=True)
     sampling_rate = pipeline.vocoder.config.sampling_rate
 
@@ -138,9 +147,8 @@ def main(argv=None) -> int:
     audio = pipeline(
         prompts,
         num_inference_steps=args.num_inference_steps,
-        num_diffusion_steps=args.num_diffusion_steps,
-        diffusion_step_annealing=args.diffusion_step_annealing,
         guidance_scale=args.guidance_scale,
+        **head_arguments,
         generator=[torch.Generator().manual_seed(args.seed + index) for index in range(len(prompts))],
     ).audios
     seconds = time.perf_counter() - start

@@ -271,10 +271,10 @@ def write_model_card(folder: Path, args, timings: dict, evaluations: dict, fidel
     card.save(folder / "README.md")
 
 
-def evaluate(pipeline_folder: Path, output_dir: Path) -> dict:
-    """Score the pipeline with `examples/default_model/evaluate_demo.py` for every entry of `EVALUATIONS`."""
+def evaluate(pipeline_folder: Path, output_dir: Path, runs: dict = EVALUATIONS) -> dict:
+    """Score the pipeline with `examples/default_model/evaluate_demo.py` for every entry of `runs`."""
     evaluations = {}
-    for name, arguments in EVALUATIONS.items():
+    for name, arguments in runs.items():
         run_stage(
             name,
             [

