@@ -30,6 +30,7 @@ from transformers import (
 from diffusers_impact import (
     ImpactDiffHead,
     ImpactDiffHeadScheduler,
+    ImpactEnergyHead,
     ImpactMaskScheduler,
     ImpactPipeline,
     ImpactTransformer,
@@ -37,6 +38,7 @@ from diffusers_impact import (
 from diffusers_impact.configs import (
     AUDIOLDM_VAE_CONFIG,
     AUDIOLDM_VOCODER_CONFIG,
+    IMPACT_ENERGY_HEAD_CONFIGS,
     IMPACT_TRANSFORMER_CONFIGS,
 )
 from diffusers_impact.testing_utils import tiny_impact_components
@@ -180,6 +182,28 @@ def build_impact_pipeline(tiny: bool, audio_length: float, prompt: str, seed: in
         clap_text_encoder=clap_text_encoder,
         clap_tokenizer=prompt_clap_tokenizer(prompt),
     )
+
+
+def with_energy_head(pipe: ImpactPipeline, tiny: bool, seed: int) -> ImpactPipeline:
+    """The same pipeline (its components shared, not copied) with AudioDEAR's one-step head instead of the diffusion
+    head: EAR-B's size (`IMPACT_ENERGY_HEAD_CONFIGS["base"]`), or a tiny one."""
+    torch.manual_seed(seed)
+    transformer = pipe.transformer
+    sizes = (
+        {"model_channels": 32, "noise_channels": 8, "num_res_blocks": 2}
+        if tiny
+        else {
+            key: IMPACT_ENERGY_HEAD_CONFIGS["base"][key]
+            for key in ("model_channels", "noise_channels", "num_res_blocks")
+        }
+    )
+    energy_head = ImpactEnergyHead(
+        out_channels=transformer.config.latent_channels * transformer.config.patch_size**2,
+        condition_channels=transformer.config.hidden_size,
+        **sizes,
+    )
+    components = {**pipe.components, "diff_head": None, "head_scheduler": None, "energy_head": energy_head}
+    return ImpactPipeline(**components)
 
 
 def build_audioldm_pipeline(tiny: bool, audio_length: float, prompt: str, seed: int) -> AudioLDMPipeline:

@@ -46,6 +46,7 @@ from benchmark_models import (
     compile_forward,
     describe_components,
     prepare_pipeline,
+    with_energy_head,
 )
 from extrapolation import AUDIOLDM_STAGE_SCALING, IMPACT_STAGE_SCALING, compare, extrapolate, side_by_side
 from paper_reference import (
@@ -75,11 +76,16 @@ FULL_GRID_COMMAND = (
 
 
 # ----------------------------------------------------------------------------------------------------- arguments
-def head_steps_argument(text: str) -> int | list:
+ENERGY_HEAD = "energy"  # a `--head_steps` value: AudioDEAR's one-step head instead of the diffusion head
+
+
+def head_steps_argument(text: str) -> int | list | str:
     """
     `100`, or `50:5` for diffusion step annealing from 50 to 5 steps (a list, as the pipeline and JSON take it), or
-    `50:5:geometric` for the pipeline's geometric annealing shape.
+    `50:5:geometric` for the pipeline's geometric annealing shape, or `energy` for the one-step energy head.
     """
+    if text == ENERGY_HEAD:
+        return text
     parts = text.split(":")
     shape = parts.pop() if len(parts) == 3 else None
     try:
@@ -88,23 +94,26 @@ def head_steps_argument(text: str) -> int | list:
         values = []
     if not 1 <= len(values) <= 2 or min(values) < 1 or (shape is not None and shape not in ANNEALING_SHAPES):
         raise argparse.ArgumentTypeError(
-            f"expected a positive integer, FIRST:LAST or FIRST:LAST:SHAPE (SHAPE one of {ANNEALING_SHAPES}), got {text!r}"
+            f"expected a positive integer, FIRST:LAST, FIRST:LAST:SHAPE (SHAPE one of {ANNEALING_SHAPES}) or "
+            f"{ENERGY_HEAD!r}, got {text!r}"
         )
     if len(values) == 1:
         return values[0]
     return values + [shape] if shape is not None else values
 
 
-def annealing_kwargs(head_steps: int | list) -> dict:
-    """The pipeline arguments for a `head_steps_argument` value."""
+def annealing_kwargs(head_steps: int | list | str) -> dict:
+    """The pipeline arguments for a `head_steps_argument` value (none for the energy head)."""
+    if head_steps == ENERGY_HEAD:
+        return {}
     if isinstance(head_steps, int):
         return {"num_diffusion_steps": head_steps}
     shape = head_steps[2] if len(head_steps) == 3 else "linear"
     return {"num_diffusion_steps": tuple(head_steps[:2]), "diffusion_step_annealing": shape}
 
 
-def head_steps_label(head_steps: int | list[int]) -> str:
-    return str(head_steps) if isinstance(head_steps, int) else ":".join(map(str, head_steps))
+def head_steps_label(head_steps: int | list[int] | str) -> str:
+    return str(head_steps) if isinstance(head_steps, (int, str)) else ":".join(map(str, head_steps))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -125,7 +134,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs="+",
         default=[PAPER_HEAD_STEPS],
         help="IMPACT diffusion-head sampling steps per iteration to measure (paper: 100), or FIRST:LAST for diffusion "
-        "step annealing (DiSA, e.g. 50:5), or FIRST:LAST:geometric for its geometric shape.",
+        "step annealing (DiSA, e.g. 50:5), or FIRST:LAST:geometric for its geometric shape, or 'energy' for "
+        "AudioDEAR's one-step energy head (EAR-B size, sharing every other component).",
     )
     parser.add_argument(
         "--audioldm_steps",
@@ -215,10 +225,17 @@ def pipeline_call(pipe, args, device: torch.device, batch_size: int, **call_kwar
 def benchmark_impact(args, device: torch.device, dtype: torch.dtype) -> dict:
     """Build IMPACT and time it at every (batch size, decoding iterations, head steps) of the arguments."""
     pipe = prepare_pipeline(build_impact_pipeline(args.tiny, args.audio_length, args.prompt, args.seed), device, dtype)
+    # The energy-head variant shares every component but the head (its timer wraps the shared transformer again).
+    energy_pipe = None
+    if ENERGY_HEAD in args.head_steps:
+        energy_pipe = prepare_pipeline(with_energy_head(pipe, args.tiny, args.seed), device, dtype)
     if args.compile:
         compile_forward(pipe.transformer)
         compile_forward(pipe.diff_head)
+        if energy_pipe is not None:
+            compile_forward(energy_pipe.energy_head)
     timer = instrument_impact(pipe, device)
+    energy_timer = instrument_impact(energy_pipe, device) if energy_pipe is not None else None
     # The pipeline truncates the Flan-T5 tokens to the transformer's text length.
     text_tokens = {
         "text_encoder": min(len(pipe.tokenizer(args.prompt).input_ids), pipe.transformer.config.max_text_length)
@@ -229,8 +246,9 @@ def benchmark_impact(args, device: torch.device, dtype: torch.dtype) -> dict:
     for batch_size in args.batch_sizes:
         for decoding_steps in args.decoding_steps:
             for head_steps in args.head_steps:
+                energy = head_steps == ENERGY_HEAD
                 call = pipeline_call(
-                    pipe,
+                    energy_pipe if energy else pipe,
                     args,
                     device,
                     batch_size,
@@ -238,7 +256,7 @@ def benchmark_impact(args, device: torch.device, dtype: torch.dtype) -> dict:
                     **annealing_kwargs(head_steps),
                     guidance_scale=IMPACT_GUIDANCE_SCALE,
                 )
-                result = measure(call, timer, device, args.warmup, args.repeats)
+                result = measure(call, energy_timer if energy else timer, device, args.warmup, args.repeats)
                 measurements.append(
                     {
                         "batch_size": batch_size,
@@ -251,7 +269,7 @@ def benchmark_impact(args, device: torch.device, dtype: torch.dtype) -> dict:
                 )
                 print(format_measurement("IMPACT", measurements[-1]), flush=True)
     report = {
-        "components": describe_components(pipe),
+        "components": describe_components(pipe) | (describe_components(energy_pipe) if energy_pipe else {}),
         "latent_shape": [
             pipe.transformer.config.latent_channels,
             pipe.transformer.config.latent_length,

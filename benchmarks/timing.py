@@ -60,12 +60,13 @@ class StageTimer:
 
 
 def instrument_impact(pipe: ImpactPipeline, device: torch.device) -> StageTimer:
-    """Stages: text encoding (tokenizers, Flan-T5, CLAP), transformer forwards, head sampling loops (head forwards and
-    head-scheduler steps), VAE decode, vocoder (including the copy of the waveforms to the CPU)."""
+    """Stages: text encoding (tokenizers, Flan-T5, CLAP), transformer forwards, head sampling (the diffusion head's
+    loops of head forwards and head-scheduler steps, or the energy head's one call per iteration with its guidance),
+    VAE decode, vocoder (including the copy of the waveforms to the CPU)."""
     timer = StageTimer(["text_encoding", "transformer", "head", "vae_decode", "vocoder"], device)
     timer.instrument(pipe, "encode_prompt", "text_encoding")
     timer.instrument(pipe.transformer, "forward", "transformer")
-    timer.instrument(pipe, "sample_tokens", "head")
+    timer.instrument(pipe, "sample_tokens_one_step" if pipe.head_type == "energy" else "sample_tokens", "head")
     timer.instrument(pipe, "decode_latents", "vae_decode")
     timer.instrument(pipe, "mel_spectrogram_to_waveform", "vocoder")
     return timer

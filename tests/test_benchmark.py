@@ -226,3 +226,32 @@ def test_annealed_head_steps_are_measured_side_by_side_and_left_out_of_the_extra
         "S=4:2 " in result.stdout and "S=4:2:geometric" in result.stdout and "Measured side by side" in result.stdout
     )
     assert all(fit["from_measurements"] == 1 for fit in results["impact"]["extrapolation"]["fits"])
+
+
+def test_the_energy_head_is_timed_beside_the_diffusion_head_and_measured_only(tmp_path):
+    output = tmp_path / "energy.json"
+    arguments = ["--tiny", "--device", "cpu", "--batch_sizes", 1, "--decoding_steps", 2, "--audioldm_steps", 2]
+    result = run_script(
+        "benchmark_pipeline.py",
+        *arguments,
+        "--head_steps",
+        3,
+        "energy",
+        "--repeats",
+        1,
+        "--num_threads",
+        1,
+        "--output",
+        output,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "T=2 S=energy" in result.stdout
+    results = json.loads(output.read_text())
+    diffusion, energy = results["impact"]["measurements"]
+    assert (diffusion["head_steps"], energy["head_steps"]) == (3, "energy")
+    assert energy["breakdown_s"]["head"] > 0 and energy["breakdown_s"]["transformer"] > 0
+    assert results["impact"]["components"]["energy_head"]["class"] == "ImpactEnergyHead"
+    assert all(p["head_steps"] == 100 for p in results["impact"]["extrapolation"]["predictions"])  # never extrapolated
+    assert [row["head_steps"] for row in results["side_by_side"]] == [3, "energy"]
+    refused = run_script("benchmark_pipeline.py", *arguments, "--head_steps", "one-step", "--output", output)
+    assert refused.returncode != 0 and "or 'energy', got 'one-step'" in refused.stderr
