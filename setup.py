@@ -43,7 +43,15 @@ setup(
     license="Apache-2.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={"diffusers_impact": ["model_card.md", "default_model/*", "default_model/*/*"]},
+    package_data={
+        "diffusers_impact": [
+            "model_card.md",
+            "default_model/*",
+            "default_model/*/*",
+            "default_model_energy/*",
+            "default_model_energy/*/*",
+        ]
+    },
     python_requires=">=3.10",
     install_requires=RUNTIME_REQUIREMENTS,
     extras_require=EXTRAS,
