@@ -9,7 +9,7 @@ import torch
 from helpers import load_example
 
 from diffusers_impact import ImpactPipeline
-from diffusers_impact.pretrained import DEFAULT_MODEL_PATH, load_default_pipeline
+from diffusers_impact.pretrained import DEFAULT_ENERGY_MODEL_PATH, DEFAULT_MODEL_PATH, load_default_pipeline
 
 
 def test_folder_is_small_and_has_no_text_encoder():
@@ -135,3 +135,36 @@ def test_fidelity_report_on_the_default_model(tmp_path):
     assert (
         f"| {round_trip['mean_ratio']:.2f} | {round_trip['worst_ratio']:.2f} ({round_trip['worst_sound']}) |" in table
     )
+
+
+# ------------------------------------------------------------------------- the embedded one-step (energy-head) model
+def test_energy_model_folder_is_small_and_shares_the_teachers_decoding_chain():
+    files = [path for path in DEFAULT_ENERGY_MODEL_PATH.rglob("*") if path.is_file()]
+    assert sum(path.stat().st_size for path in files) < 16 * 2**20  # float16 weights
+    model_index = json.loads((DEFAULT_ENERGY_MODEL_PATH / "model_index.json").read_text())
+    assert model_index["energy_head"] == ["diffusers_impact", "ImpactEnergyHead"]
+    assert model_index["diff_head"] == [None, None] and model_index["head_scheduler"] == [None, None]
+    assert model_index["text_encoder"] == [None, None] and model_index["recommended_call_settings"] == {
+        "num_inference_steps": 8,
+        "guidance_scale": 3.0,  # guidance on the hidden vectors needs less than the teacher's 5 (recipe)
+    }
+    for component in ("vae", "vocoder"):  # the teacher's, unchanged
+        for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+            teacher, student = DEFAULT_MODEL_PATH / component / name, DEFAULT_ENERGY_MODEL_PATH / component / name
+            if teacher.exists():
+                same = teacher.read_bytes() == student.read_bytes()
+                assert same or name == "config.json", (component, name)
+    card = (DEFAULT_ENERGY_MODEL_PATH / "README.md").read_text()
+    assert "one-step energy-scoring head" in card and "## Evaluation" in card and "teacher" in card
+
+
+def test_load_default_pipeline_selects_the_head():
+    pipe = load_default_pipeline(head="energy")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.head_type == "energy" and pipe.call_defaults == {"num_inference_steps": 8, "guidance_scale": 3.0}
+    dog = pipe("a dog barking", generator=torch.Generator().manual_seed(0)).audios[0]
+    assert dog.shape == (81920,) and np.isfinite(dog).all()
+    np.testing.assert_array_equal(dog, pipe("a dog barking", generator=torch.Generator().manual_seed(0)).audios[0])
+    assert np.abs(dog - pipe("a cow mooing", generator=torch.Generator().manual_seed(0)).audios[0]).max() > 0.01
+    with pytest.raises(ValueError, match="`head` must be one of \\['diffusion', 'energy'\\], got 'one-step'"):
+        load_default_pipeline(head="one-step")

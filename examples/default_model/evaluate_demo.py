@@ -65,7 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="linear",
         help="How FIRST:LAST anneals the head steps: linear (DiSA) or geometric.",
     )
-    parser.add_argument("--guidance_scale", type=float, default=5.0)
+    parser.add_argument(
+        "--guidance_scale", type=float, default=None, help="Default: the pipeline's recommended setting (else 5)."
+    )
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="Noise scale of the head (its input noise for an energy head)."
     )
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
     paraphrases = json.loads((assets / "paraphrases.json").read_text())
     sounds = sorted(captions)
     pipeline = load_pipeline(args.pipeline)
-    for name in ("num_inference_steps", "num_diffusion_steps"):  # not given: the pipeline's own, recorded as used
+    for name in ("num_inference_steps", "num_diffusion_steps", "guidance_scale"):  # not given: the pipeline's own
         if getattr(args, name) is None:
             setattr(args, name, pipeline.call_defaults.get(name))  # an energy head has no head steps
     # The head-step arguments go to a diffusion head only (an energy-head pipeline refuses them).
