@@ -255,3 +255,22 @@ def test_the_energy_head_is_timed_beside_the_diffusion_head_and_measured_only(tm
     assert [row["head_steps"] for row in results["side_by_side"]] == [3, "energy"]
     refused = run_script("benchmark_pipeline.py", *arguments, "--head_steps", "one-step", "--output", output)
     assert refused.returncode != 0 and "or 'energy', got 'one-step'" in refused.stderr
+
+
+def test_the_embedded_models_are_timed_in_one_run(tmp_path):
+    output = tmp_path / "default_models.json"
+    result = run_script(
+        "benchmark_default_models.py", "--warmup", 0, "--repeats", 1, "--num_threads", 1, "--output", output
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(output.read_text())
+    diffusion, energy = results["models"]["diffusion"], results["models"]["energy"]
+    assert diffusion["call_settings"] == {"num_inference_steps": 8, "num_diffusion_steps": 25, "guidance_scale": 5.0}
+    assert energy["call_settings"] == {"num_inference_steps": 8, "guidance_scale": 3.0}
+    for measurement in (diffusion, energy):
+        assert measurement["breakdown_s"]["head"] > 0
+        assert measurement["head_share"] == pytest.approx(
+            measurement["breakdown_s"]["head"] / measurement["latency_s"]
+        )
+    assert results["diffusion_over_energy_latency"] == pytest.approx(diffusion["latency_s"] / energy["latency_s"])
+    assert "faster per call" in result.stdout
