@@ -39,10 +39,10 @@ def losses(output_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in lines]
 
 
-def weights(output_dir: Path) -> dict[str, torch.Tensor]:
+def weights(output_dir: Path, head: str = "diff_head") -> dict[str, torch.Tensor]:
     return {
         f"{component}.{name}": value
-        for component in ("transformer", "diff_head")
+        for component in ("transformer", head)
         for name, value in load_file(output_dir / component / "diffusion_pytorch_model.safetensors").items()
     }
 
@@ -194,16 +194,26 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(workspac
     assert any(not torch.equal(reference[name], weights(workspace / "init")[name]) for name in reference)
 
 
-def test_two_processes_train_like_one_process_with_the_same_global_batch(workspace):
+@pytest.mark.parametrize("head", ["diff_head", "energy_head"])
+def test_two_processes_train_like_one_process_with_the_same_global_batch(workspace, head):
     """accelerate on two CPU processes (gloo, launched by torchrun): every draw is keyed by the sample's place in the
     global batch, so 2 × 2 samples per step end with the weights of 1 × 4, up to float rounding. The transformer
-    has no dropout here (dropout masks depend on how the batch is laid out)."""
+    has no dropout here (dropout masks depend on how the batch is laid out). The energy head's run distils from a
+    teacher (the diffusion-head pipeline), its noise drawn per sample too."""
     pipeline = ImpactPipeline.from_pretrained(workspace / "init")
     config = dict(pipeline.transformer.config)
     without_dropout = ImpactTransformer.from_config({**config, "dropout": 0.0})
     without_dropout.load_state_dict(pipeline.transformer.state_dict())
     pipeline.transformer = without_dropout
     pipeline.save_pretrained(workspace / "init-no-dropout")
+    head_arguments = []
+    if head == "energy_head":
+        energy_head = tiny_impact_components(audioldm_format=True, head="energy")["energy_head"]
+        student = ImpactPipeline(
+            **{**pipeline.components, "diff_head": None, "head_scheduler": None, "energy_head": energy_head}
+        )
+        student.save_pretrained(workspace / "energy-no-dropout")
+        head_arguments = ["--teacher", workspace / "init-no-dropout", "--distill_projector_width", 16]
     rng, shape = np.random.default_rng(1), (8, 256, 16)
     records = [
         {
@@ -216,7 +226,8 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(workspa
     save_latent_dataset(records, workspace / "captioned-latents")
     arguments = [
         "--pipeline",
-        workspace / "init-no-dropout",
+        workspace / ("init-no-dropout" if head == "diff_head" else "energy-no-dropout"),
+        *head_arguments,
         "--phase",
         "text",
         "--train_latents",
@@ -240,7 +251,7 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(workspa
             "--train_batch_size",
             "4",
             "--output_dir",
-            str(workspace / "one-process"),
+            str(workspace / f"one-process-{head}"),
         ],
         capture_output=True,
         text=True,
@@ -249,16 +260,22 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(workspa
     )
     assert one_process.returncode == 0, one_process.stderr[-3000:]
     run_on_two_cpu_processes(
-        example("train_impact.py"), *arguments, "--train_batch_size", 2, "--output_dir", workspace / "two-processes"
+        example("train_impact.py"),
+        *arguments,
+        "--train_batch_size",
+        2,
+        "--output_dir",
+        workspace / f"two-processes-{head}",
     )
-    two_processes, one_process = weights(workspace / "two-processes"), weights(workspace / "one-process")
+    two_processes = weights(workspace / f"two-processes-{head}", head)
+    one_process = weights(workspace / f"one-process-{head}", head)
     assert two_processes.keys() == one_process.keys()
     # Not the attention key biases: softmax ignores a shift shared by all keys, so their true gradient is 0 and what
     # Adam's normalised step makes of the rounding noise differs by layout (seen: 1e-5 either way, from 0 moved 1e-5).
     compared = [name for name in one_process if not name.endswith("to_k.bias")]
     for name in compared:
         torch.testing.assert_close(two_processes[name], one_process[name], rtol=1e-4, atol=1e-6, msg=name)
-    initial = weights(workspace / "init-no-dropout")
+    initial = weights(workspace / ("init-no-dropout" if head == "diff_head" else "energy-no-dropout"), head)
     assert all((one_process[name] - initial[name]).abs().max() > 1e-4 for name in compared)  # all of them trained
 
 
