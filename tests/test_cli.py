@@ -35,7 +35,12 @@ def run(argv, capsys):
         (["a dog", "-o", "dog.wav", "--guidance", "0.5"], "argument --guidance"),
         (["a dog", "-o", "dog.wav", "--guidance", "nan"], "argument --guidance"),
         (["a dog", "-o", "dog.wav", "--length", "inf"], "argument --length"),
-        (["a dog", "--model", "tiny-random", "-o", "dog.wav", "--length", "5"], "error: --length must be"),
+        (["a dog", "-o", "dog.wav", "--inpaint", "1-2"], "--inpaint act on an input recording: pass --audio FILE"),
+        (["a dog", "-o", "dog.wav", "--strength", "0.5", "--bands", "3"], "--strength, --bands act on an input"),
+        (["a dog", "-o", "dog.wav", "--audio", "in.wav", "--inpaint", "2-1"], "argument --inpaint: invalid region"),
+        (["a dog", "-o", "dog.wav", "--audio", "in.wav", "--strength", "0"], "argument --strength: invalid strength"),
+        (["a dog", "-o", "dog.wav", "--audio", "missing.wav", "--strength", "0.5"], "--audio 'missing.wav' cannot be"),
+        (["--prompts-file", "p.txt", "--audio", "in.wav"], "--audio goes with a single PROMPT"),
         (["   ", "--model", "tiny-random", "-o", "dog.wav"], "PROMPT contains an empty string"),
         (["a dog", "--model", "/does/not/exist", "-o", "dog.wav"], "--model '/does/not/exist': no such folder"),
         (["a dog", "-o", "dog.wav", "--head", "one-step"], "argument --head: invalid choice: 'one-step'"),
@@ -246,3 +251,55 @@ def test_head_selects_the_kind_of_head_and_a_model_with_another_head_is_refused(
     )
     assert code == 2 and "--head energy, but --model" in err and "has a diffusion head" in err
     assert not (tmp_path / "d.wav").exists()
+
+
+@pytest.fixture
+def quiet_recording(tmp_path):
+    """The dog recording as 16-bit PCM at a low level (peak 0.05): written back exactly, and generated audio, brought
+    to the input's level, stays below full scale (the CLI would otherwise scale the whole file)."""
+    from diffusers_impact.audio import load_audio
+
+    waveform = load_audio(Path(cli.__file__).parents[2] / "assets" / "animal_sounds" / "dog.mp3")[:48000]
+    path = tmp_path / "dog.wav"
+    soundfile.write(path, waveform / np.abs(waveform).max() * 0.05, 16000, subtype="PCM_16")
+    return path
+
+
+def test_inpainting_from_the_command_line_keeps_the_recording_outside_the_region(quiet_recording, tmp_path, capsys):
+    out = tmp_path / "filled.wav"
+    code, _, err = run(["a dog barking", "--audio", str(quiet_recording), "--inpaint", "1-2", "-o", str(out)], capsys)
+    assert code == 0, err
+    original, _ = soundfile.read(quiet_recording, dtype="int16")
+    filled, rate = soundfile.read(out, dtype="int16")
+    assert rate == 16000 and filled.shape == original.shape
+    np.testing.assert_array_equal(filled[:16000], original[:16000])
+    np.testing.assert_array_equal(filled[32000:], original[32000:])
+    assert not np.array_equal(filled[17000:31000], original[17000:31000])
+
+
+def test_continuing_a_recording_beyond_the_models_length(quiet_recording, tmp_path, capsys):
+    out = tmp_path / "long.wav"
+    code, _, err = run(["a dog barking", "--audio", str(quiet_recording), "--length", "12", "-o", str(out)], capsys)
+    assert code == 0, err
+    long, _ = soundfile.read(out, dtype="int16")
+    original, _ = soundfile.read(quiet_recording, dtype="int16")
+    assert long.shape == (12 * 16000,)
+    np.testing.assert_array_equal(long[: 48000 - 800], original[: 48000 - 800])
+    assert np.abs(long[60000:].astype(float)).max() > 0
+
+
+def test_a_stereo_recording_needs_downmix(quiet_recording, tmp_path, capsys):
+    mono, rate = soundfile.read(quiet_recording, dtype="float32")
+    stereo = tmp_path / "stereo.wav"
+    soundfile.write(stereo, np.stack([mono, mono], axis=1), rate)
+    argv = ["a dog barking", "--audio", str(stereo), "--strength", "0.5", "-o", str(tmp_path / "out.wav")]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "has 2 channels" in err and "--downmix" in err
+    code, _, err = run([*argv, "--downmix"], capsys)
+    assert code == 0, err
+
+
+def test_a_region_outside_the_recording_is_refused_with_the_flags_name(quiet_recording, tmp_path, capsys):
+    argv = ["a cow", "--audio", str(quiet_recording), "--inpaint", "2-5", "-o", str(tmp_path / "out.wav")]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "not inside the audio (0–3.00 s)" in err

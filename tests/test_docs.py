@@ -17,6 +17,7 @@ MODULES = [
     "diffusers_impact.schedulers.scheduling_impact_mask",
     "diffusers_impact.schedulers.scheduling_impact_diff_head",
     "diffusers_impact.pipelines.pipeline_impact",
+    "diffusers_impact.pipelines.audio_input",
     "diffusers_impact.convert_mar",
     "diffusers_impact.audio",
     "diffusers_impact.training.data",

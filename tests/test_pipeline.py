@@ -508,7 +508,6 @@ def test_a_bad_pooled_text_embedding_setting_is_refused(pooled_text_embed_dim, s
         ({"temperature": -1.0}, "temperature"),
         ({"audio_length_in_s": 0.0}, "audio_length_in_s"),
         ({"audio_length_in_s": -1.0}, "audio_length_in_s"),
-        ({"audio_length_in_s": 0.65}, "audio_length_in_s"),
         ({"generator": [torch.Generator(), torch.Generator()]}, "generator"),
         ({"latents": torch.zeros(1, 8, 12, 4)}, "latents"),
         ({"output_type": "pil"}, "output_type"),

@@ -5,6 +5,8 @@ id):
 
     impact-generate "a dog barking" -o dog.wav --seed 0 --mel-png dog.png
     impact-generate --prompts-file prompts.txt -o clips/ --batch-size 8      # many prompts, resumable
+    impact-generate "a cow mooing" --audio dog.wav --inpaint 1.0-3.0 -o filled.wav   # audio in, audio out
+    impact-generate "a dog barking" --audio dog.wav --length 60 -o long.wav          # continue it to 60 s
 
 Only the standard library is imported before the arguments are checked, so `--help` and argument errors are instant;
 torch, diffusers and the model load afterwards.
@@ -32,7 +34,14 @@ FLAGS = {
     "num_waveforms_per_prompt": "--num-waveforms",
     "negative_prompt": "--negative-prompt",
     "prompt": "PROMPT",
+    "audio": "--audio",
+    "mask_start_s": "--inpaint",
+    "mask_end_s": "--inpaint",
+    "mask_bands": "--bands",
+    "strength": "--strength",
+    "window_overlap_s": "--overlap",
 }
+AUDIO_FLAGS = ("inpaint", "strength", "bands", "downmix")
 
 
 def positive_integer(text: str) -> int:
@@ -56,6 +65,29 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def region(text: str) -> tuple[float, float]:
+    """`START-END` in seconds, e.g. `1.5-3`."""
+    start, end = (float(part) for part in text.split("-"))
+    if not (math.isfinite(start) and math.isfinite(end)) or not 0 <= start < end:
+        raise ValueError
+    return start, end
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError
+    return value
+
+
+def band_list(text: str) -> list[int]:
+    """`3` or `2,3`: token bands, 0 the lowest."""
+    bands = [int(part) for part in text.split(",")]
+    if any(band < 0 for band in bands):
+        raise ValueError
+    return bands
+
+
 def diffusion_steps(text: str) -> int | tuple[int, int]:
     """`25`, or `50:5` for annealing from 50 to 5 steps."""
     values = tuple(positive_integer(part) for part in text.split(":"))
@@ -69,6 +101,9 @@ positive_integer.__name__ = "positive integer"
 guidance_scale.__name__ = "guidance scale (a number ≥ 1)"
 positive_seconds.__name__ = "length in seconds (a number > 0)"
 diffusion_steps.__name__ = "step count (N, or FIRST:LAST)"
+region.__name__ = "region START-END in seconds (0 ≤ START < END)"
+fraction.__name__ = "strength (a number in (0, 1])"
+band_list.__name__ = "band list (e.g. 3 or 2,3)"
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -147,7 +182,11 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--negative-prompt", default=None, help="Text to steer away from (optional).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     parser.add_argument(
-        "--length", type=positive_seconds, default=None, help="Seconds of audio (default: the model's length)."
+        "--length",
+        type=positive_seconds,
+        default=None,
+        help="Seconds of audio (default: the model's length, or --audio's); above the model's length it is generated "
+        "in overlapping windows, each continuing the one before.",
     )
     parser.add_argument(
         "--num-waveforms",
@@ -156,11 +195,48 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         help="Waveforms to generate (default: 1); see below for their file names.",
     )
     parser.add_argument("--mel-png", default=None, help="Also save the mel spectrogram(s) as this PNG (optional).")
+    audio = parser.add_argument_group(
+        "audio input",
+        "Start from a recording: its tokens are kept except where you ask for new ones, and the output equals it "
+        "outside those regions (50 ms crossfades inside them). --length above the model's length generates in "
+        "overlapping windows (also without --audio).",
+    )
+    audio.add_argument("--audio", default=None, help="Input audio file (any format soundfile reads; resampled).")
+    audio.add_argument(
+        "--downmix", action="store_true", help="Average the channels of a multi-channel --audio (refused otherwise)."
+    )
+    audio.add_argument(
+        "--inpaint",
+        type=region,
+        action="append",
+        metavar="START-END",
+        help="Generate this region of --audio anew (seconds, e.g. 1.5-3); repeat for several regions.",
+    )
+    audio.add_argument(
+        "--strength", type=fraction, default=None, help="Variations: fraction of --audio's tokens generated anew."
+    )
+    audio.add_argument(
+        "--bands",
+        type=band_list,
+        default=None,
+        help="Frequency bands to generate (0 the lowest; e.g. the top band of a low-passed clip), the others kept.",
+    )
+    audio.add_argument(
+        "--overlap",
+        type=positive_seconds,
+        default=None,
+        help="Long --length: seconds each window shares with the one before (default: half the model's length).",
+    )
     arguments = parser.parse_args(argv)
     if (arguments.prompt is None) == (arguments.prompts_file is None):
         parser.error("give a PROMPT or --prompts-file FILE (one of them).")
     if arguments.prompts_file is not None and arguments.mel_png:
         parser.error("--mel-png goes with a single PROMPT, not with --prompts-file.")
+    if arguments.prompts_file is not None and arguments.audio:
+        parser.error("--audio goes with a single PROMPT, not with --prompts-file.")
+    passed = [f"--{name}" for name in AUDIO_FLAGS if getattr(arguments, name) not in (None, False)]
+    if passed and arguments.audio is None:
+        parser.error(f"{', '.join(passed)} act on an input recording: pass --audio FILE too.")
     return arguments
 
 
@@ -245,6 +321,24 @@ def below_full_scale(waveform):
     return waveform * scale, scale
 
 
+def read_input_audio(path: str, downmix: bool):
+    """--audio: the samples (float32, mono) and their sampling rate; several channels only with --downmix."""
+    import numpy as np
+    import soundfile
+
+    try:
+        samples, sampling_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError, OSError) as error:
+        raise ValueError(f"--audio {path!r} cannot be read as audio: {error}") from None
+    if samples.size == 0:
+        raise ValueError(f"--audio {path!r} holds no samples.")
+    if samples.shape[1] > 1 and not downmix:
+        raise ValueError(
+            f"--audio {path!r} has {samples.shape[1]} channels; the model takes mono. Pass --downmix to average them."
+        )
+    return np.ascontiguousarray(samples.mean(axis=1)), sampling_rate
+
+
 def load_pipeline(model: str, head: str | None = None):
     """The pipeline named by --model (it carries its own recommended call settings), with the --head asked for."""
     from diffusers_impact import ImpactPipeline
@@ -316,6 +410,7 @@ def generate_prompts_file(arguments, pipe, call_kwargs) -> None:
             waveforms = pipe(
                 [prompt for prompt, _, _ in batch],
                 audio_length_in_s=arguments.length,
+                window_overlap_s=arguments.overlap,
                 **call_kwargs,
                 generator=[torch.Generator().manual_seed(seed) for _, _, seeds in batch for seed in seeds],
                 output_type="np",
@@ -352,9 +447,21 @@ def main(argv=None) -> int:
             return 0
         if arguments.model == DEFAULT_MODEL:
             note_unfamiliar_prompts(pipe, [arguments.prompt])
+        if arguments.audio is not None:
+            samples, audio_sampling_rate = read_input_audio(arguments.audio, arguments.downmix)
+            regions = arguments.inpaint or []
+            call_kwargs.update(
+                audio=samples,
+                audio_sampling_rate=audio_sampling_rate,
+                mask_start_s=[start for start, _ in regions] or None,
+                mask_end_s=[end for _, end in regions] or None,
+                mask_bands=arguments.bands,
+                strength=arguments.strength,
+            )
         output = pipe(
             arguments.prompt,
             audio_length_in_s=arguments.length,
+            window_overlap_s=arguments.overlap,
             **call_kwargs,
             generator=torch.Generator().manual_seed(arguments.seed),
             output_type="pt",

@@ -61,7 +61,7 @@ def tiny_vae(scaling_factor: float = 0.18215) -> AutoencoderKL:
 def tiny_impact_components(
     seed: int = 0,
     with_clap: bool = True,
-    latent_length: int = 16,
+    latent_length: int | None = None,
     audioldm_format: bool = False,
     head: str = "diffusion",
 ) -> dict:
@@ -71,7 +71,8 @@ def tiny_impact_components(
     Args:
         seed (`int`): Seed of the random weights.
         with_clap (`bool`): Include the optional CLAP text encoder (pooled condition).
-        latent_length (`int`): Latent frames (multiple of 4); 16 gives 0.64 s.
+        latent_length (`int`, *optional*): Latent frames (multiple of 4): 16 by default (0.64 s), 256 in AudioLDM's
+            format (10.24 s); e.g. 32 with `audioldm_format` gives 1.28 s clips of 32 tokens for fast audio-input tests.
         audioldm_format (`bool`): Tiny widths but AudioLDM's data format instead: 16 kHz audio, 64 mel bins,
             10.24 s from (8, 256, 16) latents in 256 tokens of 128 values, so that the package's AudioLDM front-end
             (training, latent pre-computation) applies.
@@ -100,7 +101,7 @@ def tiny_impact_components(
     )
     transformer = ImpactTransformer(
         latent_channels=8,
-        latent_length=256 if audioldm_format else latent_length,
+        latent_length=latent_length or (256 if audioldm_format else 16),
         latent_width=16 if audioldm_format else 4,
         patch_size=4 if audioldm_format else 2,
         hidden_size=32,
@@ -156,10 +157,20 @@ def tiny_impact_components(
     return components
 
 
-def tiny_impact_pipeline(seed: int = 0, with_clap: bool = True, head: str = "diffusion") -> ImpactPipeline:
+def tiny_impact_pipeline(
+    seed: int = 0,
+    with_clap: bool = True,
+    head: str = "diffusion",
+    audioldm_format: bool = False,
+    latent_length: int | None = None,
+) -> ImpactPipeline:
     """A tiny randomly initialised [`ImpactPipeline`] (for tests and offline smoke runs; it makes noise, not sound),
-    with a diffusion head or, for `head="energy"`, AudioDEAR's one-step energy head."""
-    pipe = ImpactPipeline(**tiny_impact_components(seed=seed, with_clap=with_clap, head=head))
+    with a diffusion head or, for `head="energy"`, AudioDEAR's one-step energy head; the other arguments as for
+    [`tiny_impact_components`] (`audioldm_format=True` for audio input, which needs AudioLDM's mel front-end)."""
+    components = tiny_impact_components(
+        seed=seed, with_clap=with_clap, head=head, audioldm_format=audioldm_format, latent_length=latent_length
+    )
+    pipe = ImpactPipeline(**components)
     for module in pipe.components.values():
         if isinstance(module, torch.nn.Module):
             module.eval()

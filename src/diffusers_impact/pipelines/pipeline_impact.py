@@ -1,6 +1,7 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """Text-to-audio generation with IMPACT: iterative mask-based parallel decoding of AudioLDM VAE latents."""
 
+import contextlib
 import copy
 import importlib
 import inspect
@@ -17,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline
@@ -32,10 +34,21 @@ from huggingface_hub import ModelCard, ModelCardData, create_repo, hf_hub_downlo
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTrainedTokenizerBase, SpeechT5HifiGan
 
+from ..audio import HOP_LENGTH, N_MELS, PEAK_AMPLITUDE, SAMPLING_RATE, mel_filterbank, mel_spectrogram, resample
 from ..diffusers_registration import ACCEPTED_LOADER_CODES, LOADER_FILE, loader_files, write_loader_files
 from ..models import GriffinLimVocoder, ImpactDiffHead, ImpactEnergyHead, ImpactTransformer, vocoder_front_end
 from ..schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
 from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
+from .audio_input import (
+    CROSSFADE_S,
+    band_keep_weights,
+    input_weights,
+    region_columns,
+    splice_bands,
+    splice_input,
+    stitch_mel_windows,
+    window_starts,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -331,6 +344,23 @@ class ImpactPipeline(DiffusionPipeline):
     >>> audio.shape  # 0.64 s at 1.6 kHz for the tiny pipeline; 163840 samples (10.24 s at 16 kHz) for AudioLDM
     (1, 1024)
     ```
+
+    Audio input (inpainting here; also continuation, variations, frequency inpainting and long-form, see `__call__`)
+    needs AudioLDM's mel front-end, as in this tiny pipeline of 1.28 s clips at 16 kHz:
+
+    ```py
+    >>> import numpy as np
+
+    >>> pipe = tiny_impact_pipeline(audioldm_format=True, latent_length=32)
+    >>> pipe.set_progress_bar_config(disable=True)
+    >>> recording = np.random.default_rng(0).uniform(-0.3, 0.3, 16000).astype(np.float32)  # 1 s
+    >>> filled = pipe(
+    ...     "a dog barking", audio=recording, mask_start_s=0.4, mask_end_s=0.6, num_inference_steps=4,
+    ...     generator=torch.Generator().manual_seed(0),
+    ... ).audios[0]
+    >>> filled.shape, bool((filled[:6400] == recording[:6400]).all())  # the input, exactly, outside the region
+    ((16000,), True)
+    ```
     """
 
     # The token head runs between two transformer calls at every decoding iteration: in the chain, each head call
@@ -433,6 +463,17 @@ class ImpactPipeline(DiffusionPipeline):
     def max_audio_length_in_s(self) -> float:
         """Length of the audio the model generates (10.24 s for AudioLDM latents with 256 frames)."""
         return self.transformer.config.latent_length * self.seconds_per_latent_frame
+
+    @property
+    def seconds_per_token_column(self) -> float:
+        """Audio seconds one latent token covers: `patch_size` latent frames (AudioLDM: 0.16 s; the embedded default
+        model: 0.32 s). Audio-input regions are generated at this grid."""
+        return self.transformer.config.patch_size * self.seconds_per_latent_frame
+
+    @property
+    def num_token_bands(self) -> int:
+        """Frequency bands of the latent tokens (`latent_width / patch_size`; AudioLDM: 4, band 0 the lowest)."""
+        return self.transformer.config.latent_width // self.transformer.config.patch_size
 
     @property
     def head_type(self) -> str | None:
@@ -946,12 +987,10 @@ class ImpactPipeline(DiffusionPipeline):
                 f"`temperature` is not supported by {type(self.head_scheduler).__name__}; use ImpactDiffHeadScheduler "
                 "or temperature=1.0."
             )
-        max_length = self.max_audio_length_in_s
-        if audio_length_in_s is not None and not (
-            _is_finite_real(audio_length_in_s) and 0 < audio_length_in_s <= max_length + 1e-9
-        ):
+        if audio_length_in_s is not None and not (_is_finite_real(audio_length_in_s) and audio_length_in_s > 0):
             raise ValueError(
-                f"`audio_length_in_s` must be a number of seconds in (0, {max_length:.2f}] for this model, got "
+                f"`audio_length_in_s` must be a positive number of seconds (above the model's "
+                f"{self.max_audio_length_in_s:.2f} s it is generated in overlapping windows), got "
                 f"{_describe(audio_length_in_s)}."
             )
         total = batch_size * num_waveforms_per_prompt
@@ -1016,6 +1055,178 @@ class ImpactPipeline(DiffusionPipeline):
         if got_pooled != expected_pooled:
             raise ValueError(f"`{prefix}pooled_prompt_embeds` must have shape {expected_pooled}, got {got_pooled}.")
         return embeds.shape[0]
+
+    # ------------------------------------------------------------------------------------------------ audio input
+    def _check_audio_front_end(self) -> None:
+        """Audio input is encoded with AudioLDM's mel front-end (`diffusers_impact.audio.mel_spectrogram`)."""
+        expected = (SAMPLING_RATE, HOP_LENGTH, N_MELS)
+        found = vocoder_front_end(self.vocoder)
+        if found != expected:
+            raise ValueError(
+                f"`audio` is encoded with AudioLDM's mel front-end (sampling rate, hop, mel bins) = {expected}, but "
+                f"this pipeline's vocoder works at {found}: it cannot take audio input."
+            )
+
+    def check_audio_inputs(
+        self,
+        audio,
+        audio_sampling_rate,
+        mask_start_s,
+        mask_end_s,
+        mask_bands,
+        strength,
+        window_overlap_s,
+        audio_length_in_s,
+        batch_size: int,
+        latents,
+        output_type: str,
+    ) -> tuple[np.ndarray | None, float, list[float], list[float], list[int] | None]:
+        """
+        Validate the audio-input arguments of `__call__` (and long-form generation's), and return the input as float64
+        waveforms `(batch_size, samples)` at the pipeline's sampling rate (`None` without audio), the output length in
+        seconds, the regions' starts and ends, and the bands to generate (`None`: all).
+        """
+        needs_audio = {
+            "audio_sampling_rate": audio_sampling_rate,
+            "mask_start_s": mask_start_s,
+            "mask_end_s": mask_end_s,
+            "mask_bands": mask_bands,
+            "strength": strength,
+        }
+        if audio is None:
+            passed = [f"`{name}`" for name, value in needs_audio.items() if value is not None]
+            if passed:
+                raise ValueError(f"{', '.join(passed)} apply to audio input: pass `audio` too.")
+        long_form = audio_length_in_s is not None and audio_length_in_s > self.max_audio_length_in_s + 1e-9
+        if window_overlap_s is not None:
+            columns = self.transformer.config.latent_length // self.transformer.config.patch_size
+            column = self.seconds_per_token_column
+            if (
+                not _is_finite_real(window_overlap_s)
+                or not column <= window_overlap_s <= (columns - 1) * column + 1e-9
+            ):
+                raise ValueError(
+                    f"`window_overlap_s` must be between one token ({column:.2f} s) and the model's length less one "
+                    f"token ({(columns - 1) * column:.2f} s), got {_describe(window_overlap_s)}."
+                )
+        if long_form and latents is not None:
+            raise ValueError(
+                f"`latents` are the head's starting noise for one {self.max_audio_length_in_s:.2f} s window; "
+                f"audio_length_in_s={audio_length_in_s} is generated in several windows. Leave `latents` out."
+            )
+        if long_form and output_type == "latent":
+            raise ValueError(
+                f"`output_type='latent'` returns one {self.max_audio_length_in_s:.2f} s window of latents; for "
+                f"audio_length_in_s={audio_length_in_s} use 'np' or 'pt'."
+            )
+        if audio is None:
+            return None, float(audio_length_in_s or self.max_audio_length_in_s), [], [], None
+
+        self._check_audio_front_end()
+        clips = list(audio) if isinstance(audio, (list, tuple)) else [audio]
+        if not clips:
+            raise ValueError("`audio` is an empty list: pass a waveform, or one per prompt.")
+        waveforms = []
+        for index, clip in enumerate(clips):
+            name = "`audio`" if len(clips) == 1 and not isinstance(audio, (list, tuple)) else f"`audio[{index}]`"
+            if isinstance(clip, torch.Tensor):
+                clip = clip.detach().cpu().double().numpy() if clip.is_floating_point() else clip.cpu().numpy()
+            if not isinstance(clip, np.ndarray) or not np.issubdtype(clip.dtype, np.floating):
+                raise ValueError(
+                    f"{name} must be a floating-point NumPy array or torch tensor of samples in [-1, 1], got "
+                    f"{_describe(clip)}."
+                )
+            if clip.ndim != 1:
+                raise ValueError(
+                    f"{name} must be mono, a 1-D waveform (one per prompt in a list), got shape {clip.shape}. Mix a "
+                    "multi-channel recording down yourself, e.g. `audio.mean(axis=0)` for (channels, samples)."
+                )
+            if clip.size == 0:
+                raise ValueError(f"{name} holds no samples.")
+            if not np.isfinite(clip).all():
+                raise ValueError(f"{name} contains NaN or infinite samples.")
+            waveforms.append(clip.astype(np.float64))
+        if isinstance(audio, (list, tuple)) and len(waveforms) != batch_size:
+            raise ValueError(
+                f"`audio` is a list of {len(waveforms)} waveforms but there are {batch_size} prompts: pass one "
+                "waveform for all prompts, or one per prompt."
+            )
+        if len({len(waveform) for waveform in waveforms}) > 1:
+            raise ValueError(
+                f"The waveforms in `audio` have different lengths ({[len(w) for w in waveforms]} samples): one call "
+                "generates the same regions for all, so pad or crop them to one length, or make one call per length."
+            )
+        if audio_sampling_rate is not None:
+            if not _is_integer(audio_sampling_rate) or audio_sampling_rate < 1:
+                raise ValueError(
+                    f"`audio_sampling_rate` must be a positive integer (Hz), got {_describe(audio_sampling_rate)}."
+                )
+            waveforms = [resample(waveform, int(audio_sampling_rate), SAMPLING_RATE) for waveform in waveforms]
+        waveforms = np.stack(waveforms)
+        if len(waveforms) == 1:
+            waveforms = np.repeat(waveforms, batch_size, axis=0)
+        input_seconds = waveforms.shape[1] / SAMPLING_RATE
+        if audio_length_in_s is None:
+            audio_length_in_s = input_seconds
+        elif audio_length_in_s < input_seconds - 1e-9:
+            raise ValueError(
+                f"`audio` is {input_seconds:.2f} s long, longer than audio_length_in_s={audio_length_in_s}: crop the "
+                f"audio, or ask for at least {input_seconds:.2f} s (more continues it)."
+            )
+
+        if (mask_start_s is None) != (mask_end_s is None):
+            raise ValueError("Pass both `mask_start_s` and `mask_end_s` (the regions to generate), or neither.")
+        starts, ends = [], []
+        if mask_start_s is not None:
+            starts = list(mask_start_s) if isinstance(mask_start_s, (list, tuple)) else [mask_start_s]
+            ends = list(mask_end_s) if isinstance(mask_end_s, (list, tuple)) else [mask_end_s]
+            if len(starts) != len(ends) or not starts:
+                raise ValueError(
+                    f"`mask_start_s` and `mask_end_s` must have the same number of entries (one per region), got "
+                    f"{len(starts)} and {len(ends)}."
+                )
+            for start, end in zip(starts, ends):
+                if not (_is_finite_real(start) and _is_finite_real(end)):
+                    raise ValueError(
+                        f"Region starts and ends must be finite numbers of seconds, got {start!r}, {end!r}."
+                    )
+                if not 0 <= start < end <= input_seconds + 1e-9:
+                    raise ValueError(
+                        f"Region {start}–{end} s is not inside the audio (0–{input_seconds:.2f} s) with start < end. "
+                        "To generate after the audio, ask for a longer `audio_length_in_s` instead."
+                    )
+            starts, ends = [float(start) for start in starts], [float(end) for end in ends]
+        if mask_bands is not None:
+            bands = list(mask_bands) if isinstance(mask_bands, (list, tuple)) else [mask_bands]
+            num_bands = self.num_token_bands
+            if not bands or not all(_is_integer(band) and 0 <= band < num_bands for band in bands):
+                raise ValueError(
+                    f"`mask_bands` must be band indices in [0, {num_bands}) (0 the lowest; this model's tokens have "
+                    f"{num_bands} frequency bands), got {mask_bands!r}."
+                )
+            if len(set(bands)) != len(bands):
+                raise ValueError(f"`mask_bands` lists a band twice: {mask_bands!r}.")
+            mask_bands = sorted(int(band) for band in bands)
+        if strength is not None and not (_is_finite_real(strength) and 0 < strength <= 1):
+            raise ValueError(
+                f"`strength` must be in (0, 1] (the fraction of the input's tokens generated anew), got "
+                f"{_describe(strength)}."
+            )
+        continues = audio_length_in_s > input_seconds + 1e-9
+        if not (starts or mask_bands is not None or strength is not None or continues):
+            raise ValueError(
+                "With `audio` alone there is nothing to generate: pass `mask_start_s`/`mask_end_s` (inpainting), "
+                "`mask_bands` (frequency inpainting), `strength` (variations), or an `audio_length_in_s` longer than "
+                f"the audio's {input_seconds:.2f} s (continuation)."
+            )
+        return waveforms, float(audio_length_in_s), starts, ends, mask_bands
+
+    def encode_mel_spectrogram(self, mel_spectrogram: torch.Tensor) -> torch.Tensor:
+        """Log-mel spectrograms `(B, 1, frames, mels)` → VAE latents `(B, C, T, F)`, the posterior mean × scaling
+        factor (the inverse of [`~ImpactPipeline.decode_latents`], as training encodes)."""
+        mel_spectrogram = mel_spectrogram.to(device=self.vae.device, dtype=self.vae.dtype)
+        latents = [self.vae.encode(batch).latent_dist.mode() for batch in self._decoding_batches(mel_spectrogram)]
+        return torch.cat(latents).float() * self.vae.config.scaling_factor
 
     # ------------------------------------------------------------------------------------------- latents and audio
     def _latent_shape(self, batch_size: int) -> tuple[int, int, int, int]:
@@ -1138,161 +1349,145 @@ class ImpactPipeline(DiffusionPipeline):
         )[0]
         return tokens.float().reshape(batch_size, num_new_tokens, -1)
 
-    # ------------------------------------------------------------------------------------------------------- call
-    @torch.no_grad()
-    @replace_example_docstring(EXAMPLE_DOC_STRING)
-    def __call__(
+    # ------------------------------------------------------------------------------------------ decoding in windows
+    def _plan_tokens(
         self,
-        prompt: str | list[str] | None = None,
-        audio_length_in_s: float | None = None,
-        num_inference_steps: int | None = None,
-        num_diffusion_steps: int | tuple[int, int] | None = None,
-        diffusion_step_annealing: str = "linear",
-        guidance_scale: float | None = None,
-        guidance_schedule: str | None = None,
-        temperature: float = 1.0,
-        negative_prompt: str | list[str] | None = None,
-        num_waveforms_per_prompt: int = 1,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
-        prompt_embeds: torch.Tensor | None = None,
-        prompt_attention_mask: torch.Tensor | None = None,
-        pooled_prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_attention_mask: torch.Tensor | None = None,
-        negative_pooled_prompt_embeds: torch.Tensor | None = None,
-        output_type: str = "np",
-        return_dict: bool = True,
-        callback_on_step_end: Callable[[Any, int, int, dict], dict]
-        | PipelineCallback
-        | MultiPipelineCallbacks
-        | None = None,
-        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
-    ) -> AudioPipelineOutput | tuple:
-        r"""
-        Generate audio from text.
-
-        Args:
-            prompt (`str` or `list[str]`): What to generate. Pass `prompt_embeds` instead to skip text encoding.
-            audio_length_in_s (`float`, *optional*): Seconds of audio to return, at most the model's length (10.24 s
-                for AudioLDM latents); shorter lengths crop the generated audio. Defaults to the model's length.
-            num_inference_steps (`int`, *optional*): Decoding iterations T (paper §3.2; 64 in the paper's tables).
-                This and the next two default to the model's `recommended_call_settings` (see the class), else to 32,
-                100 and 5.0.
-            num_diffusion_steps (`int` or `tuple[int, int]`, *optional*): Sampling steps of the diffusion head
-                per decoding iteration (diffusion head only). A pair `(first, last)` anneals them (DiSA, Zhao et al. 2025, arXiv 2505.20297):
-                `first` steps at the first iteration, `last` at the final one, linear in between and rounded (e.g.
-                `(50, 5)`). Later tokens are conditioned on more generated context and need fewer steps; the later
-                iterations generate the most tokens, so the head's work drops by more than the mean step count.
-            diffusion_step_annealing (`str`, defaults to `"linear"`): How a pair `(first, last)` anneals: DiSA's
-                `"linear"`, or `"geometric"` (a constant ratio between iterations: fewer steps in the middle ones, 323
-                instead of 440 head calls for `(50, 5)` at T = 16; faster, and measured to lose some text accuracy on
-                the embedded model, see the README's Speed section).
-            guidance_scale (`float`, *optional*): Maximum guidance scale β_max (App. A); 1.0 disables
-                classifier-free guidance and halves the work.
-            guidance_schedule (`str`, *optional*): `"cosine"` (paper), `"linear"` or `"constant"`; defaults to the
-                scheduler's configured schedule.
-            temperature (`float`, defaults to 1.0): Scales the noise injected at every head sampling step (MAR), or
-                the energy head's input noise (see [`ImpactEnergyHead`]).
-            negative_prompt (`str` or `list[str]`, *optional*): Text for the unconditional branch of guidance instead
-                of the learned null condition.
-            num_waveforms_per_prompt (`int`, defaults to 1): Waveforms generated per prompt.
-            generator (`torch.Generator` or `list[torch.Generator]`, *optional*): Source of all randomness (positions
-                and noise). With a list, waveform k depends only on generator k.
-            latents (`torch.Tensor`, *optional*): Pre-generated Gaussian noise of shape
-                `(batch · num_waveforms_per_prompt, latent_channels, latent_length, latent_width)`: the diffusion
-                head's starting sample at every latent position (diffusion head only).
-            prompt_embeds (`torch.Tensor`, *optional*): Pre-computed text token embeddings `(batch, L, text_embed_dim)`.
-            prompt_attention_mask (`torch.Tensor`, *optional*): Their mask (1 = token, 0 = padding); default all ones.
-            pooled_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed pooled sentence embeddings (see
-                `pooled_text_embedding`), for a model with a pooled condition.
-            negative_prompt_embeds, negative_prompt_attention_mask, negative_pooled_prompt_embeds (*optional*):
-                The same for the negative prompt.
-            output_type (`str`, defaults to `"np"`): `"np"` or `"pt"` waveforms, or `"latent"` for the VAE latents.
-            return_dict (`bool`, defaults to `True`): Return an [`~diffusers.AudioPipelineOutput`] instead of a tuple.
-            callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`] or
-                [`~diffusers.callbacks.MultiPipelineCallbacks`], *optional*): Called after every decoding iteration as
-                `callback_on_step_end(self, step, timestep, callback_kwargs)`; may return replacements for
-                `callback_kwargs`.
-            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): Tensors passed in
-                `callback_kwargs`: `"latents"` are the latents generated so far (zeros where still masked).
-
-        Examples:
-
-        Returns:
-            [`~diffusers.AudioPipelineOutput`] or `tuple`: waveforms of shape `(batch · num_waveforms_per_prompt,
-            samples)` at `vocoder.config.sampling_rate` (or latents for `output_type="latent"`). Waveforms are float32
-            as the vocoder makes them, neither clipped nor normalised: nominally in [-1, 1] (AudioLDM trains on audio
-            peaking at 0.5), but a model can exceed full scale (the small embedded default model peaks up to about 5
-            on some seeds for the sounds it knows, and above full scale on some prompts it does not know). Scale them before
-            writing integer PCM; `impact-generate` peak-normalises to -1 dBFS when a clip would clip.
-
-        Raises:
-            `ValueError`: An argument is invalid (every message names it). `FloatingPointError`: the latents, mel
-            spectrogram or waveform came out non-finite (e.g. float16 overflow); nothing non-finite is returned.
+        input_waveforms,
+        audio_length_in_s,
+        mask_start_s,
+        mask_end_s,
+        mask_bands,
+        strength,
+        window_overlap_s,
+        batch_size,
+    ) -> dict[str, Any]:
         """
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        settings = self.call_defaults  # for the arguments not passed
-        num_inference_steps = settings["num_inference_steps"] if num_inference_steps is None else num_inference_steps
-        if "num_diffusion_steps" in settings and num_diffusion_steps is None:  # a diffusion head's step count
-            num_diffusion_steps = settings["num_diffusion_steps"]
-        guidance_scale = settings["guidance_scale"] if guidance_scale is None else guidance_scale
-        self.check_inputs(
-            prompt,
-            audio_length_in_s,
-            num_inference_steps,
-            num_diffusion_steps,
-            diffusion_step_annealing,
-            guidance_scale,
-            guidance_schedule,
-            temperature,
-            negative_prompt,
-            num_waveforms_per_prompt,
-            generator,
-            latents,
-            prompt_embeds,
-            prompt_attention_mask,
-            pooled_prompt_embeds,
-            negative_prompt_embeds,
-            negative_prompt_attention_mask,
-            negative_pooled_prompt_embeds,
-            output_type,
-            callback_on_step_end_tensor_inputs,
-        )
-        # NumPy numbers are accepted as numbers; everything below sees Python ints and floats.
-        num_inference_steps = int(num_inference_steps)
-        num_waveforms_per_prompt, temperature = int(num_waveforms_per_prompt), float(temperature)
-        self._guidance_scale = float(guidance_scale)
-        self._interrupt = False
-        audio_length_in_s = float(audio_length_in_s or self.max_audio_length_in_s)
-        device = self._execution_device
+        The call's token canvas: `num_columns` token columns covering `audio_length_in_s` (at least one window), the
+        windows that generate them, and for audio input its level, mel spectrogram and the tokens selected by
+        the regions and bands. `tokens`/`fixed` hold the tokens decided so far (given or generated by a window).
+        """
+        config, device = self.transformer.config, self._execution_device
+        window_columns, num_bands = config.latent_length // config.patch_size, self.num_token_bands
+        frames_per_column = config.patch_size * self.vae_scale_factor
+        _, hop_length, _ = vocoder_front_end(self.vocoder)
+        samples_per_column = frames_per_column * hop_length
+        num_columns = max(window_columns, math.ceil(audio_length_in_s / self.seconds_per_token_column - 1e-9))
+        if window_overlap_s is None:  # half a window: each window sees as much context as it generates
+            overlap_columns = window_columns // 2
+        else:
+            overlap_columns = round(window_overlap_s / self.seconds_per_token_column)
+        token_dim = config.latent_channels * config.patch_size**2
+        plan = {
+            "num_columns": num_columns,
+            "window_columns": window_columns,
+            "num_bands": num_bands,
+            "frames_per_column": frames_per_column,
+            "window_starts": window_starts(num_columns, window_columns, overlap_columns),
+            "tokens": torch.zeros(batch_size, num_columns * num_bands, token_dim, device=device),
+            "fixed": torch.zeros(batch_size, num_columns * num_bands, dtype=torch.bool, device=device),
+            "input": None,
+        }
+        if input_waveforms is None:
+            return plan
+        # The model was trained on clips centred and peak-normalised to 0.5 (`prepare_segment`): the input is encoded
+        # at that level, and the generated audio is brought back to the input's level and offset.
+        offsets = input_waveforms.mean(axis=1, keepdims=True)
+        peaks = np.abs(input_waveforms - offsets).max(axis=1, keepdims=True)
+        gains = np.where(peaks > 0, PEAK_AMPLITUDE / np.where(peaks > 0, peaks, 1.0), 1.0)
+        canvas = np.zeros((batch_size, num_columns * samples_per_column))
+        canvas[:, : input_waveforms.shape[1]] = (input_waveforms - offsets) * gains
+        input_columns = input_waveforms.shape[1] // samples_per_column  # columns the input covers entirely
+        # The selection: the regions' columns (all columns without regions) × the bands (all without `mask_bands`);
+        # nothing for a plain continuation (no regions, bands or strength).
+        if mask_start_s:
+            time_selected = region_columns(mask_start_s, mask_end_s, self.seconds_per_token_column, num_columns)
+        else:
+            time_selected = np.full(num_columns, mask_bands is not None or strength is not None)
+        band_selected = np.zeros(num_bands, dtype=bool)
+        band_selected[mask_bands if mask_bands is not None else slice(None)] = True
+        plan["input"] = {
+            "waveforms": input_waveforms,
+            "offsets": offsets,
+            "gains": gains,
+            "mel": mel_spectrogram(torch.from_numpy(canvas).float(), num_frames=num_columns * frames_per_column),
+            "covered": np.arange(num_columns) < input_columns,
+            "selected": time_selected[:, None] & band_selected[None, :],
+            "regions": list(zip(mask_start_s, mask_end_s)),
+            "bands": mask_bands,
+        }
+        return plan
+
+    def _window_tokens(self, plan, window_start, strength, generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        The tokens of the window starting at column `window_start` and which of them are given: those an earlier
+        window decided, and the input's tokens outside the selection (regions × bands). With `strength`, of the
+        selected input tokens not yet decided a random `strength` fraction (at least one) is generated and the rest
+        is given too, drawn from `generator` per sample.
+        """
+        window_columns, num_bands = plan["window_columns"], plan["num_bands"]
+        window = slice(window_start * num_bands, (window_start + window_columns) * num_bands)
+        tokens, given = plan["tokens"][:, window].clone(), plan["fixed"][:, window].clone()
+        audio_input = plan["input"]
+        if audio_input is None:
+            return tokens, given
+        first_frame = window_start * plan["frames_per_column"]
+        mel = audio_input["mel"][:, :, first_frame : first_frame + self.num_mel_frames]
+        input_tokens = self.transformer.patchify(self.encode_mel_spectrogram(mel)).to(device)
+        columns = slice(window_start, window_start + window_columns)
+        covered = np.repeat(audio_input["covered"][columns], num_bands)
+        selected = audio_input["selected"][columns].reshape(-1)
+        from_input = torch.from_numpy(covered & ~selected).to(device).expand_as(given).clone()
+        candidates = torch.from_numpy(covered & selected).to(device) & ~given[0]
+        num_candidates = int(candidates.sum())
+        num_generated = 0 if strength is None else max(1, round(strength * num_candidates))
+        if 0 < num_generated < num_candidates:  # strength 1 draws nothing: exactly text to audio
+            keys = randn_tensor((tokens.shape[0], num_candidates), generator=generator, device=device)
+            kept = torch.ones_like(keys, dtype=torch.bool).scatter_(1, keys.argsort(dim=1)[:, :num_generated], False)
+            from_input[:, candidates] = kept
+        new = from_input & ~given
+        tokens[new] = input_tokens[new]
+        return tokens, given | new
+
+    @staticmethod
+    def _store_window(plan, window_start, tokens) -> None:
+        """Write a decoded window into the canvas: its tokens are given to the windows that overlap it."""
+        num_bands = plan["num_bands"]
+        window = slice(window_start * num_bands, (window_start + plan["window_columns"]) * num_bands)
+        plan["tokens"][:, window] = tokens
+        plan["fixed"][:, window] = True
+
+    def _decode_window(
+        self,
+        tokens,
+        given,
+        condition,
+        num_inference_steps,
+        num_diffusion_steps,
+        diffusion_step_annealing,
+        guidance_schedule,
+        temperature,
+        generator,
+        latents,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs,
+        show_progress,
+    ) -> torch.Tensor:
+        """
+        Generate one window's tokens (§3.2): `tokens` `(B, N, token_dim)` hold the given tokens where `given` is `True`
+        (`None`: nothing given, text to audio), which stay visible from the first iteration; the T iterations
+        generate the others in a random order.
+        """
+        batch_size, device = tokens.shape[0], tokens.device
         do_classifier_free_guidance = self.do_classifier_free_guidance
         # This call's own scheduler state: concurrent calls of one pipeline object must not share it.
         scheduler, head_scheduler = copy.deepcopy(self.scheduler), copy.deepcopy(self.head_scheduler)
-
-        # 1. Text condition
-        embeds = self.encode_prompt(
-            prompt,
-            device,
-            num_waveforms_per_prompt,
-            do_classifier_free_guidance,
-            negative_prompt,
-            prompt_embeds,
-            prompt_attention_mask,
-            pooled_prompt_embeds,
-            negative_prompt_embeds,
-            negative_prompt_attention_mask,
-            negative_pooled_prompt_embeds,
-        )
-        condition = self._prepare_condition(*embeds, do_classifier_free_guidance)
-        batch_size = embeds[0].shape[0]
-
-        # 2. Decoding schedule, random orders (App. D.1) and the head's noise: the diffusion head's initial sample
-        # per token, or the energy head's input noise per token
-        scheduler.set_timesteps(num_inference_steps, self.transformer.num_tokens, device=device)
+        num_tokens = self.transformer.num_tokens
+        num_to_generate = None if given is None else num_tokens - int(given[0].sum())
+        scheduler.set_timesteps(num_inference_steps, num_tokens, device=device, num_tokens_to_generate=num_to_generate)
         timesteps = scheduler.timesteps
         self._num_timesteps = len(timesteps)
+        # The random orders (App. D.1) and the head's noise: the diffusion head's initial sample per token, or the
+        # energy head's input noise per token
         one_step_head = self.head_type == "energy"
         if one_step_head:
             head_noise = self.prepare_energy_noise(batch_size, generator, device)
@@ -1303,12 +1498,10 @@ class ImpactPipeline(DiffusionPipeline):
             step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
             if "temperature" in step_parameters:
                 step_kwargs["temperature"] = temperature
-        orders = scheduler.sample_orders(batch_size, generator=generator, device=device)
-        tokens = self.transformer.patchify(torch.zeros(self._latent_shape(batch_size), device=device))
+        orders = scheduler.sample_orders(batch_size, generator=generator, device=device, given=given)
         copies = 2 if do_classifier_free_guidance else 1
 
-        # 3. Iterative mask-based parallel decoding (§3.2)
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
+        with self.progress_bar(total=len(timesteps)) if show_progress else contextlib.nullcontext() as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     continue
@@ -1354,19 +1547,294 @@ class ImpactPipeline(DiffusionPipeline):
                             f"`callback_on_step_end` set the guidance scale to {_describe(self._guidance_scale)} at "
                             f"step {i}; it must be a finite number."
                         )
-                progress_bar.update()
+                if progress_bar is not None:
+                    progress_bar.update()
+        return tokens
 
-        # 4. Latents → mel spectrogram → waveform, cropped to the requested length
-        latents = self.transformer.unpatchify(tokens)
-        _check_generated("latents", latents)
+    def _splice_input(self, plan, audio: torch.Tensor, strength) -> torch.Tensor:
+        """
+        The generated waveforms `(B, samples)` with the input put back: brought to the input's level and offset, the
+        input's kept frequency bands restored (`mask_bands`, STFT splice), and its samples spliced back exactly outside
+        the regions (equal-power crossfades of `CROSSFADE_S` inside the regions, or over the input's last
+        `CROSSFADE_S` where it is continued). Variations (`strength` without regions) re-synthesise the whole input.
+        """
+        audio_input = plan["input"]
+        waveforms, sampling_rate = audio_input["waveforms"], self.vocoder.config.sampling_rate
+        generated = audio.double().numpy() / audio_input["gains"] + audio_input["offsets"]
+        num_samples, input_samples = generated.shape[1], waveforms.shape[1]
+        crossfade = round(CROSSFADE_S * sampling_rate)
+        if audio_input["bands"] is not None:
+            mel_bins = self.transformer.config.latent_width * self.vae_scale_factor
+            kept_mel_bins = np.ones(mel_bins, dtype=bool)
+            bins_per_band = mel_bins // plan["num_bands"]
+            for band in audio_input["bands"]:
+                kept_mel_bins[band * bins_per_band : (band + 1) * bins_per_band] = False
+            keep = band_keep_weights(kept_mel_bins, mel_filterbank(), sampling_rate)
+            band_spliced = splice_bands(waveforms, generated, keep)
+            # Within the input: its kept bands; after it (continuation): all generated.
+            generated = splice_input(band_spliced, generated, input_weights(num_samples, input_samples, [], crossfade))
+        spans = [(round(start * sampling_rate), round(end * sampling_rate)) for start, end in audio_input["regions"]]
+        if not spans and (audio_input["bands"] is not None or strength is not None):
+            spans = [(0, input_samples)]
+        weights = input_weights(num_samples, input_samples, spans, crossfade)
+        return torch.from_numpy(splice_input(waveforms, generated, weights)).float()
+
+    # ------------------------------------------------------------------------------------------------------- call
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        audio_length_in_s: float | None = None,
+        num_inference_steps: int | None = None,
+        num_diffusion_steps: int | tuple[int, int] | None = None,
+        diffusion_step_annealing: str = "linear",
+        guidance_scale: float | None = None,
+        guidance_schedule: str | None = None,
+        temperature: float = 1.0,
+        negative_prompt: str | list[str] | None = None,
+        num_waveforms_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        pooled_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+        negative_pooled_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[Any, int, int, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        audio: np.ndarray | torch.Tensor | list[np.ndarray | torch.Tensor] | None = None,
+        audio_sampling_rate: int | None = None,
+        mask_start_s: float | list[float] | None = None,
+        mask_end_s: float | list[float] | None = None,
+        mask_bands: int | list[int] | None = None,
+        strength: float | None = None,
+        window_overlap_s: float | None = None,
+    ) -> AudioPipelineOutput | tuple:
+        r"""
+        Generate audio from text, optionally from audio too: inpainting, continuation, variations, frequency
+        inpainting, and audio longer than the model's length.
+
+        Args:
+            prompt (`str` or `list[str]`): What to generate. Pass `prompt_embeds` instead to skip text encoding.
+            audio_length_in_s (`float`, *optional*): Seconds of audio to return. Up to the model's length (10.24 s for
+                AudioLDM latents) one window is generated and cropped; above it, overlapping windows, each continuing
+                the one before (see `window_overlap_s`), with memory that does not grow with the length beyond the
+                waveform and its mel spectrogram. Defaults to the model's length, or to the length of `audio`.
+            num_inference_steps (`int`, *optional*): Decoding iterations T (paper §3.2; 64 in the paper's tables).
+                This and the next two default to the model's `recommended_call_settings` (see the class), else to 32,
+                100 and 5.0.
+            num_diffusion_steps (`int` or `tuple[int, int]`, *optional*): Sampling steps of the diffusion head
+                per decoding iteration (diffusion head only). A pair `(first, last)` anneals them (DiSA, Zhao et al. 2025, arXiv 2505.20297):
+                `first` steps at the first iteration, `last` at the final one, linear in between and rounded (e.g.
+                `(50, 5)`). Later tokens are conditioned on more generated context and need fewer steps; the later
+                iterations generate the most tokens, so the head's work drops by more than the mean step count.
+            diffusion_step_annealing (`str`, defaults to `"linear"`): How a pair `(first, last)` anneals: DiSA's
+                `"linear"`, or `"geometric"` (a constant ratio between iterations: fewer steps in the middle ones, 323
+                instead of 440 head calls for `(50, 5)` at T = 16; faster, and measured to lose some text accuracy on
+                the embedded model, see the README's Speed section).
+            guidance_scale (`float`, *optional*): Maximum guidance scale β_max (App. A); 1.0 disables
+                classifier-free guidance and halves the work.
+            guidance_schedule (`str`, *optional*): `"cosine"` (paper), `"linear"` or `"constant"`; defaults to the
+                scheduler's configured schedule.
+            temperature (`float`, defaults to 1.0): Scales the noise injected at every head sampling step (MAR), or
+                the energy head's input noise (see [`ImpactEnergyHead`]).
+            negative_prompt (`str` or `list[str]`, *optional*): Text for the unconditional branch of guidance instead
+                of the learned null condition.
+            num_waveforms_per_prompt (`int`, defaults to 1): Waveforms generated per prompt.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*): Source of all randomness (positions
+                and noise). With a list, waveform k depends only on generator k.
+            latents (`torch.Tensor`, *optional*): Pre-generated Gaussian noise of shape
+                `(batch · num_waveforms_per_prompt, latent_channels, latent_length, latent_width)`: the diffusion
+                head's starting sample at every latent position (diffusion head only).
+            prompt_embeds (`torch.Tensor`, *optional*): Pre-computed text token embeddings `(batch, L, text_embed_dim)`.
+            prompt_attention_mask (`torch.Tensor`, *optional*): Their mask (1 = token, 0 = padding); default all ones.
+            pooled_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed pooled sentence embeddings (see
+                `pooled_text_embedding`), for a model with a pooled condition.
+            negative_prompt_embeds, negative_prompt_attention_mask, negative_pooled_prompt_embeds (*optional*):
+                The same for the negative prompt.
+            output_type (`str`, defaults to `"np"`): `"np"` or `"pt"` waveforms, or `"latent"` for the VAE latents.
+            return_dict (`bool`, defaults to `True`): Return an [`~diffusers.AudioPipelineOutput`] instead of a tuple.
+            callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`] or
+                [`~diffusers.callbacks.MultiPipelineCallbacks`], *optional*): Called after every decoding iteration as
+                `callback_on_step_end(self, step, timestep, callback_kwargs)`; may return replacements for
+                `callback_kwargs`.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): Tensors passed in
+                `callback_kwargs`: `"latents"` are the latents generated so far (zeros where still masked), of the
+                current window when generating in several.
+            audio (`np.ndarray`, `torch.Tensor` or a list of them, *optional*): Mono float waveform(s) in [-1, 1] at the
+                pipeline's sampling rate (or `audio_sampling_rate`): one for all prompts, or a list with one per prompt
+                (of one length). It is encoded like the training data (centred, peak-normalised to 0.5, AudioLDM's
+                mel spectrogram, the VAE posterior mean) and its latent tokens are *given*: visible from the first
+                decoding iteration, never regenerated, unless selected below. Tokens after its end are generated
+                (continuation: pass a longer `audio_length_in_s`). A token covers `seconds_per_token_column` (AudioLDM:
+                0.16 s) and one of `num_token_bands` frequency bands. The output keeps the input's samples exactly
+                outside the generated regions, with equal-power crossfades of 50 ms inside them (at the end of a
+                continued input: over its last 50 ms); generated audio is brought to the input's level.
+            audio_sampling_rate (`int`, *optional*): Sampling rate of `audio` when it differs from the pipeline's; it is
+                resampled (polyphase filter). Without it `audio` is taken to be at the pipeline's rate.
+            mask_start_s, mask_end_s (`float` or `list[float]`, *optional*): Inpainting: the regions of `audio` (seconds,
+                start < end, inside the audio) to generate. Every token column overlapping a region is generated;
+                outside the exact regions the input's samples are kept.
+            mask_bands (`int` or `list[int]`, *optional*): Frequency inpainting (bandwidth extension): the token bands
+                to generate (0 the lowest; e.g. `[3]`, the top band of AudioLDM's four, for a low-passed clip), within
+                the regions if given, else over the whole audio; the other bands keep the input's spectrum.
+            strength (`float`, *optional*): Variations: this fraction in (0, 1] of the input's tokens (within the
+                regions and bands if given) is chosen at random from `generator` and generated, the rest is given;
+                1.0 generates all of them, which ignores the input (text to audio).
+            window_overlap_s (`float`, *optional*): Long-form generation: seconds each window shares with the one before
+                (its given context); defaults to half the model's length. Between one token and the model's length less
+                one token.
+
+        Examples:
+
+        Returns:
+            [`~diffusers.AudioPipelineOutput`] or `tuple`: waveforms of shape `(batch · num_waveforms_per_prompt,
+            samples)` at `vocoder.config.sampling_rate` (or latents for `output_type="latent"`). Waveforms are float32
+            as the vocoder makes them, neither clipped nor normalised: nominally in [-1, 1] (AudioLDM trains on audio
+            peaking at 0.5), but a model can exceed full scale (the small embedded default model peaks up to about 5
+            on some seeds for the sounds it knows, and above full scale on some prompts it does not know). Scale them before
+            writing integer PCM; `impact-generate` peak-normalises to -1 dBFS when a clip would clip.
+
+        Raises:
+            `ValueError`: An argument is invalid (every message names it). `FloatingPointError`: the latents, mel
+            spectrogram or waveform came out non-finite (e.g. float16 overflow); nothing non-finite is returned.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        settings = self.call_defaults  # for the arguments not passed
+        num_inference_steps = settings["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+        if "num_diffusion_steps" in settings and num_diffusion_steps is None:  # a diffusion head's step count
+            num_diffusion_steps = settings["num_diffusion_steps"]
+        guidance_scale = settings["guidance_scale"] if guidance_scale is None else guidance_scale
+        self.check_inputs(
+            prompt,
+            audio_length_in_s,
+            num_inference_steps,
+            num_diffusion_steps,
+            diffusion_step_annealing,
+            guidance_scale,
+            guidance_schedule,
+            temperature,
+            negative_prompt,
+            num_waveforms_per_prompt,
+            generator,
+            latents,
+            prompt_embeds,
+            prompt_attention_mask,
+            pooled_prompt_embeds,
+            negative_prompt_embeds,
+            negative_prompt_attention_mask,
+            negative_pooled_prompt_embeds,
+            output_type,
+            callback_on_step_end_tensor_inputs,
+        )
+        batch_size = (len(prompt) if isinstance(prompt, list) else 1) if prompt is not None else len(prompt_embeds)
+        input_waveforms, audio_length_in_s, mask_start_s, mask_end_s, mask_bands = self.check_audio_inputs(
+            audio,
+            audio_sampling_rate,
+            mask_start_s,
+            mask_end_s,
+            mask_bands,
+            strength,
+            window_overlap_s,
+            audio_length_in_s,
+            batch_size,
+            latents,
+            output_type,
+        )
+        if input_waveforms is not None:  # one waveform per generated clip
+            input_waveforms = np.repeat(input_waveforms, num_waveforms_per_prompt, axis=0)
+        # NumPy numbers are accepted as numbers; everything below sees Python ints and floats.
+        num_inference_steps = int(num_inference_steps)
+        num_waveforms_per_prompt, temperature = int(num_waveforms_per_prompt), float(temperature)
+        self._guidance_scale = float(guidance_scale)
+        self._interrupt = False
+        strength = None if strength is None else float(strength)
+        device = self._execution_device
+        do_classifier_free_guidance = self.do_classifier_free_guidance
+
+        # 1. Text condition
+        embeds = self.encode_prompt(
+            prompt,
+            device,
+            num_waveforms_per_prompt,
+            do_classifier_free_guidance,
+            negative_prompt,
+            prompt_embeds,
+            prompt_attention_mask,
+            pooled_prompt_embeds,
+            negative_prompt_embeds,
+            negative_prompt_attention_mask,
+            negative_pooled_prompt_embeds,
+        )
+        condition = self._prepare_condition(*embeds, do_classifier_free_guidance)
+        batch_size = embeds[0].shape[0]
+
+        # 2. Which tokens are generated and which are given (audio input), in windows of the model's length
+        plan = self._plan_tokens(
+            input_waveforms,
+            audio_length_in_s,
+            mask_start_s,
+            mask_end_s,
+            mask_bands,
+            strength,
+            window_overlap_s,
+            batch_size,
+        )
+        decoding = {
+            "condition": condition,
+            "num_inference_steps": num_inference_steps,
+            "num_diffusion_steps": num_diffusion_steps,
+            "diffusion_step_annealing": diffusion_step_annealing,
+            "guidance_schedule": guidance_schedule,
+            "temperature": temperature,
+            "generator": generator,
+            "latents": latents,
+            "callback_on_step_end": callback_on_step_end,
+            "callback_on_step_end_tensor_inputs": callback_on_step_end_tensor_inputs,
+        }
+
+        # 3. Iterative mask-based parallel decoding (§3.2) of each window; given tokens are visible from the start
+        num_windows = len(plan["window_starts"])
+        mel_windows, window_latents = [], None
+        with self.progress_bar(total=num_windows) if num_windows > 1 else contextlib.nullcontext() as window_bar:
+            for window_start in plan["window_starts"]:  # (an interrupt skips the remaining iterations of each)
+                tokens, given = self._window_tokens(plan, window_start, strength, generator, device)
+                if not given.all():
+                    tokens = self._decode_window(
+                        tokens, None if not given.any() else given, show_progress=num_windows == 1, **decoding
+                    )
+                self._store_window(plan, window_start, tokens)
+                window_latents = self.transformer.unpatchify(tokens)
+                _check_generated("latents", window_latents)
+                if output_type != "latent":
+                    mel = self.decode_latents(window_latents)
+                    _check_generated("mel spectrogram (VAE decoder output)", mel)
+                    mel_windows.append((window_start * plan["frames_per_column"], mel))
+                if window_bar is not None:
+                    window_bar.update()
+
+        # 4. Latents → mel spectrogram → waveform, cropped to the requested length; the input's samples spliced back
         if output_type == "latent":
-            audio = latents
+            audio = window_latents
         else:
-            mel_spectrogram = self.decode_latents(latents)
-            _check_generated("mel spectrogram (VAE decoder output)", mel_spectrogram)
+            if len(mel_windows) == 1:
+                mel_spectrogram = mel_windows[0][1]
+            else:
+                num_frames = plan["num_columns"] * plan["frames_per_column"]
+                mel_spectrogram = stitch_mel_windows(mel_windows, num_frames)
             audio = self.mel_spectrogram_to_waveform(mel_spectrogram)
             _check_generated("waveform (vocoder output)", audio)
             audio = audio[:, : round(audio_length_in_s * self.vocoder.config.sampling_rate)]
+            if input_waveforms is not None:
+                audio = self._splice_input(plan, audio, strength)
             if output_type == "np":
                 audio = audio.numpy()
         self.maybe_free_model_hooks()

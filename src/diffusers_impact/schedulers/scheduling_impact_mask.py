@@ -58,6 +58,9 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
     * Random positions (§3.2.1, App. D.1): each sample draws one random order of the N positions from the caller's
       generator; tokens are generated from the end of the order towards its start, so the masks are nested,
       M(t+1) ⊆ M(t).
+    * Given tokens (audio input: inpainting, continuation, variations): with `set_timesteps(...,
+      num_tokens_to_generate=M)` and `sample_orders(..., given=...)` the schedule runs over the M tokens to generate,
+      and the given ones stay visible from the first iteration.
     * Guidance (App. A, Eq. 5): β(t) = 1 + ζ(t)(β_max − 1) with ζ(t) = cos(π/2 · t/T) (`"cosine"`, the paper's
       default); MAR's `"linear"` (ζ = (N − μ(t))/N) and `"constant"` (ζ = 1) schedules are options.
 
@@ -87,28 +90,42 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
         self.timesteps = None
         self.num_inference_steps = None
         self.num_tokens = None
+        self.num_tokens_to_generate = None
 
-    def set_timesteps(self, num_inference_steps: int, num_tokens: int, device: str | torch.device | None = None):
+    def set_timesteps(
+        self,
+        num_inference_steps: int,
+        num_tokens: int,
+        device: str | torch.device | None = None,
+        num_tokens_to_generate: int | None = None,
+    ):
         """
         Compute the decoding schedule.
 
         Args:
             num_inference_steps (`int`): Number of decoding iterations T (any T ≥ 1; empty iterations are skipped).
-            num_tokens (`int`): Number of latent tokens N to generate.
+            num_tokens (`int`): Number of latent tokens N.
             device (`str` or `torch.device`, *optional*): Device of `timesteps`.
+            num_tokens_to_generate (`int`, *optional*): How many of the N tokens are masked at the start (default all
+                N); the others are given (audio input: inpainting, continuation, variations). The schedule then runs
+                over these M tokens, μ(t) = ⌊cos(π/2 · (t+1)/T) · M⌋, so that T iterations are spent on what is
+                generated.
         """
-        if num_inference_steps < 1 or num_tokens < 1:
+        num_masked = num_tokens if num_tokens_to_generate is None else num_tokens_to_generate
+        if num_inference_steps < 1 or num_tokens < 1 or not 1 <= num_masked <= num_tokens:
             raise ValueError(
-                f"`num_inference_steps` ({num_inference_steps}) and `num_tokens` ({num_tokens}) must be positive."
+                f"`num_inference_steps` ({num_inference_steps}) and `num_tokens` ({num_tokens}) must be positive, and "
+                f"`num_tokens_to_generate` ({num_tokens_to_generate}) in [1, num_tokens]."
             )
-        num_masked, kept_iterations, masked_before, masked_after, scheduled_after = num_tokens, [], [], [], []
+        self.num_tokens_to_generate = total = num_masked
+        kept_iterations, masked_before, masked_after, scheduled_after = [], [], [], []
         for iteration in range(num_inference_steps):
             # §3.2.2: μ(t) = ⌊cos(π/2·(t+1)/T)·N⌋ with MAR's clamp to [1, n_masked − 1].
             scheduled = max(
                 1,
                 min(
                     num_masked - 1,
-                    math.floor(num_tokens * math.cos(math.pi / 2 * (iteration + 1) / num_inference_steps)),
+                    math.floor(total * math.cos(math.pi / 2 * (iteration + 1) / num_inference_steps)),
                 ),
             )
             after = 0 if iteration == num_inference_steps - 1 else scheduled
@@ -145,7 +162,8 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
         if schedule == "cosine":  # ζ(t) = cos(π/2 · t/T)
             weight = math.cos(math.pi / 2 * int(self.timesteps[step_index]) / self.num_inference_steps)
         elif schedule == "linear":  # MAR: fraction already generated after this iteration, by the clamped schedule
-            weight = (self.num_tokens - self._scheduled_masked_after[step_index]) / self.num_tokens
+            total = self.num_tokens_to_generate
+            weight = (total - self._scheduled_masked_after[step_index]) / total
         elif schedule == "constant":
             weight = 1.0
         else:
@@ -157,12 +175,27 @@ class ImpactMaskScheduler(SchedulerMixin, ConfigMixin):
         batch_size: int,
         generator: torch.Generator | list[torch.Generator] | None = None,
         device: str | torch.device | None = None,
+        given: torch.BoolTensor | None = None,
     ) -> torch.LongTensor:
         """
         One uniformly random order of the N positions per sample (App. D.1), drawn from `generator` (a list gives
         every sample its own generator).
+
+        `given` (`(batch_size, N)`, `True` at the tokens that are not generated) puts those positions after the masked
+        ones, so that the first `num_tokens_to_generate` of each order are exactly the tokens to generate, in a uniformly
+        random order. Each row must have `N − num_tokens_to_generate` given tokens. Without it the draw is unchanged.
         """
-        return random_orders(batch_size, self.num_tokens, generator=generator, device=device)
+        if given is None:
+            return random_orders(batch_size, self.num_tokens, generator=generator, device=device)
+        num_given = self.num_tokens - self.num_tokens_to_generate
+        if given.shape != (batch_size, self.num_tokens) or not (given.sum(dim=1) == num_given).all():
+            raise ValueError(
+                f"`given` must have shape ({batch_size}, {self.num_tokens}) with {num_given} given tokens per row "
+                f"(N − num_tokens_to_generate), got shape {tuple(given.shape)} with {given.sum(dim=1).tolist()}."
+            )
+        keys = randn_tensor((batch_size, self.num_tokens), generator=generator, device=torch.device(device or "cpu"))
+        keys = keys.masked_fill(given.to(keys.device), math.inf)  # given tokens sort last
+        return torch.argsort(keys, dim=1, stable=True).to(device)
 
     def positions_to_predict(self, step_index: int, orders: torch.LongTensor) -> torch.LongTensor:
         """Positions `(batch_size, n)` generated at the `step_index`-th iteration: the tail of the still-masked part."""
