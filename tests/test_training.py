@@ -770,6 +770,66 @@ def test_text_token_dropout_trains_on_the_pooled_embedding_alone_and_is_refused_
     assert no_pooled.returncode != 0 and "needs a transformer with a pooled text embedding" in no_pooled.stderr
 
 
+def test_pooled_text_noise_perturbs_the_pooled_embedding_and_is_refused_where_meaningless(workspace):
+    """`--pooled_text_noise` adds Gaussian noise to the pooled embedding and renormalises it: it changes training, and
+    is refused outside the text phase, for a negative value and for a transformer without a pooled embedding."""
+    text = [
+        "--phase",
+        "text",
+        "--train_data",
+        workspace / "clips",
+        "--caption_column",
+        "caption",
+        "--max_train_steps",
+        2,
+        *COMMON,
+        "--validation_steps",
+        1000,
+        "--seed",
+        3,
+    ]
+    plain, noisy = workspace / "pooled-plain", workspace / "pooled-noisy"
+    for output_dir, extra in ((plain, []), (noisy, ["--pooled_text_noise", 0.05])):
+        result = run_script(
+            "train_impact.py", "--pipeline", workspace / "init", "--output_dir", output_dir, *text, *extra
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    plain_weights, noisy_weights = weights(plain), weights(noisy)
+    assert any(not torch.equal(plain_weights[name], noisy_weights[name]) for name in plain_weights)
+
+    base = ["train_impact.py", "--pipeline", workspace / "init", "--output_dir", workspace / "refused"]
+    unconditional = run_script(
+        *base,
+        "--phase",
+        "unconditional",
+        "--train_data",
+        workspace / "clips",
+        "--max_train_steps",
+        2,
+        "--pooled_text_noise",
+        0.05,
+    )
+    assert (
+        unconditional.returncode == 2 and "--pooled_text_noise applies to the text phase only" in unconditional.stderr
+    )
+    negative = run_script(*base, *text, "--pooled_text_noise", -0.1)
+    assert negative.returncode == 2 and "--pooled_text_noise must be a finite number ≥ 0" in negative.stderr
+    ImpactPipeline(**tiny_impact_components(audioldm_format=True, with_clap=False)).save_pretrained(
+        workspace / "no-pooled-noise"
+    )
+    no_pooled = run_script(
+        "train_impact.py",
+        "--pipeline",
+        workspace / "no-pooled-noise",
+        "--output_dir",
+        workspace / "refused",
+        *text,
+        "--pooled_text_noise",
+        0.05,
+    )
+    assert no_pooled.returncode != 0 and "--pooled_text_noise needs a transformer with a pooled" in no_pooled.stderr
+
+
 # ------------------------------------------------------------------------------ AudioDEAR: energy head, distillation
 def energy_weights(output_dir: Path) -> dict[str, torch.Tensor]:
     return {

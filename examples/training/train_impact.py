@@ -39,12 +39,14 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 from collections import Counter
 from pathlib import Path
 
 import soundfile
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
@@ -141,6 +143,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(its token states are masked out), so that the model learns to generate from the pooled vector alone.",
     )
     parser.add_argument(
+        "--pooled_text_noise",
+        type=float,
+        default=0.0,
+        help="Text phase, models with a pooled text embedding: standard deviation of Gaussian noise added to each "
+        "dimension of the pooled embedding, which is then renormalised to unit length (pooled embeddings are unit "
+        "vectors), so that nearby sentence vectors (paraphrases) map to the same sound.",
+    )
+    parser.add_argument(
         "--diffusion_batch_mul", type=int, default=None, help="Diffusion head: noise draws per masked token (MAR: 4)."
     )
     energy = parser.add_argument_group("one-step energy head (AudioDEAR)")
@@ -206,6 +216,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--text_token_dropout must be in [0, 1).")
     if args.text_token_dropout and args.phase != "text":
         parser.error("--text_token_dropout applies to the text phase only.")
+    if not (math.isfinite(args.pooled_text_noise) and args.pooled_text_noise >= 0):
+        parser.error(f"--pooled_text_noise must be a finite number ≥ 0, got {args.pooled_text_noise}.")
+    if args.pooled_text_noise and args.phase != "text":
+        parser.error("--pooled_text_noise applies to the text phase only.")
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id.")
     if args.teacher is None:
@@ -335,10 +349,9 @@ def load_pipeline(args, accelerator: Accelerator) -> tuple[ImpactPipeline, torch
     if pipeline.head_type is None:
         raise ValueError(f"{args.pipeline} has no head (`diff_head` or `energy_head`): it cannot be trained.")
     resolve_head_options(args, pipeline.head_type)
-    if args.text_token_dropout and pipeline.transformer.config.pooled_text_embed_dim is None:
-        raise ValueError(
-            "--text_token_dropout needs a transformer with a pooled text embedding (`pooled_text_embed_dim`)."
-        )
+    for option in ("text_token_dropout", "pooled_text_noise"):
+        if getattr(args, option) and pipeline.transformer.config.pooled_text_embed_dim is None:
+            raise ValueError(f"--{option} needs a transformer with a pooled text embedding (`pooled_text_embed_dim`).")
     check_audioldm_format(pipeline)
     frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     for name in FROZEN_COMPONENTS:
@@ -489,6 +502,10 @@ def prepare_batch(args, accelerator, pipeline, examples, generators, frozen_dtyp
             "encoder_attention_mask": attention_mask,
             "pooled_projections": None if pooled is None else pooled.float(),
         }
+    if args.pooled_text_noise:  # text phase only (parse_args)
+        pooled = condition["pooled_projections"]
+        noise = randn_tensor(pooled.shape, generator=torch_generators, device=pooled.device, dtype=pooled.dtype)
+        condition["pooled_projections"] = F.normalize(pooled + args.pooled_text_noise * noise, dim=-1)
     if args.text_token_dropout:  # text phase only (parse_args)
         # The pooled slot stays a key whatever the token mask, so these samples see the pooled vector alone.
         keep_tokens = uniform_per_sample(len(latents), torch_generators) >= args.text_token_dropout
