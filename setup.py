@@ -24,9 +24,11 @@ RUNTIME_REQUIREMENTS = [
 ]
 
 EXTRAS = {
-    "training": ["datasets>=3.0", "tensorboard", "librosa>=0.10"],  # librosa: the default model's fidelity report
+    "training": ["datasets>=3.0", "tensorboard", "librosa>=0.10", "peft>=0.15"],  # librosa: the fidelity report
+    "lora": ["peft>=0.15"],  # LoRA adapters: ImpactPipeline.load_lora_weights and train_impact.py --lora_rank
     "test": [
         "pytest>=8",
+        "peft>=0.15",
         "librosa>=0.10",
         "datasets>=3.0",
         "ruff==0.17.6",

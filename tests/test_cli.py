@@ -303,3 +303,47 @@ def test_a_region_outside_the_recording_is_refused_with_the_flags_name(quiet_rec
     argv = ["a cow", "--audio", str(quiet_recording), "--inpaint", "2-5", "-o", str(tmp_path / "out.wav")]
     code, _, err = run(argv, capsys)
     assert code == 2 and "not inside the audio (0–3.00 s)" in err
+
+
+def test_a_lora_adapter_from_the_command_line(tmp_path, capsys):
+    """--lora changes the tiny model's output, --lora-scale 0 gives the base model's, and an adapter of another base is
+    refused naming the flag."""
+    import torch
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from diffusers_impact import ImpactPipeline
+    from diffusers_impact.loaders.lora_pipeline_impact import DEFAULT_LORA_TARGET_MODULES, base_model_fingerprint
+    from diffusers_impact.testing_utils import tiny_impact_pipeline
+
+    for seed, folder in ((0, tmp_path / "adapter"), (1, tmp_path / "other-base")):
+        pipe = tiny_impact_pipeline(seed=seed)
+        torch.manual_seed(0)
+        config = LoraConfig(r=4, lora_alpha=4, target_modules=DEFAULT_LORA_TARGET_MODULES, init_lora_weights=False)
+        pipe.transformer.add_adapter(config)
+        with torch.no_grad():
+            for name, parameter in pipe.transformer.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(std=0.5)
+        ImpactPipeline.save_lora_weights(
+            folder,
+            transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
+            transformer_lora_adapter_metadata=config.to_dict(),
+            base_model_fingerprint=base_model_fingerprint(pipe.transformer),
+        )
+    common = ["a dog barking", "--model", "tiny-random", "--steps", "2", "--diffusion-steps", "3"]
+    outputs = {}
+    for name, extra in {
+        "base": [],
+        "adapted": ["--lora", str(tmp_path / "adapter")],
+        "scale 0": ["--lora", str(tmp_path / "adapter"), "--lora-scale", "0"],
+    }.items():
+        code, _, err = run([*common, *extra, "-o", str(tmp_path / "out.wav")], capsys)
+        assert code == 0, err
+        outputs[name] = soundfile.read(tmp_path / "out.wav", dtype="int16")[0]
+    assert not np.array_equal(outputs["adapted"], outputs["base"])
+    np.testing.assert_array_equal(outputs["scale 0"], outputs["base"])
+    code, _, err = run([*common, "--lora", str(tmp_path / "other-base"), "-o", str(tmp_path / "x.wav")], capsys)
+    assert code == 2 and "--lora" in err and "trained on another base model" in err
+    code, _, err = run([*common, "--lora-scale", "0.5", "-o", str(tmp_path / "x.wav")], capsys)
+    assert code == 2 and "pass --lora FOLDER_OR_HUB_ID too" in err

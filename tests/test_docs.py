@@ -18,6 +18,7 @@ MODULES = [
     "diffusers_impact.schedulers.scheduling_impact_diff_head",
     "diffusers_impact.pipelines.pipeline_impact",
     "diffusers_impact.pipelines.audio_input",
+    "diffusers_impact.loaders.lora_pipeline_impact",
     "diffusers_impact.convert_mar",
     "diffusers_impact.audio",
     "diffusers_impact.training.data",

@@ -195,6 +195,16 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         help="Waveforms to generate (default: 1); see below for their file names.",
     )
     parser.add_argument("--mel-png", default=None, help="Also save the mel spectrogram(s) as this PNG (optional).")
+    parser.add_argument(
+        "--lora",
+        default=None,
+        metavar="FOLDER_OR_HUB_ID",
+        help="A LoRA adapter for the model (pytorch_lora_weights.safetensors, e.g. made by train_impact.py "
+        '--lora_rank); needs peft (pip install -e ".[lora]").',
+    )
+    parser.add_argument(
+        "--lora-scale", type=float, default=None, help="Weight of the --lora adapter (default 1.0; 0 disables it)."
+    )
     audio = parser.add_argument_group(
         "audio input",
         "Start from a recording: its tokens are kept except where you ask for new ones, and the output equals it "
@@ -234,6 +244,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         parser.error("--mel-png goes with a single PROMPT, not with --prompts-file.")
     if arguments.prompts_file is not None and arguments.audio:
         parser.error("--audio goes with a single PROMPT, not with --prompts-file.")
+    if arguments.lora_scale is not None and (arguments.lora is None or not math.isfinite(arguments.lora_scale)):
+        parser.error("--lora-scale is a finite weight for the --lora adapter: pass --lora FOLDER_OR_HUB_ID too.")
     passed = [f"--{name}" for name in AUDIO_FLAGS if getattr(arguments, name) not in (None, False)]
     if passed and arguments.audio is None:
         parser.error(f"{', '.join(passed)} act on an input recording: pass --audio FILE too.")
@@ -364,6 +376,16 @@ def load_pipeline(model: str, head: str | None = None):
     return pipe
 
 
+def load_lora(pipe, lora: str, scale: float) -> None:
+    """--lora and --lora-scale: the adapter, active at that weight."""
+    try:
+        pipe.load_lora_weights(lora, adapter_name="lora")
+    except (OSError, ValueError, ImportError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"--lora {lora!r} could not be loaded: {first_line}") from error
+    pipe.set_adapters(["lora"], [scale])
+
+
 def note_unfamiliar_prompts(pipe, prompts: list[str]) -> None:
     """The default model knows ten sounds: say so for prompts far from all of them."""
     from diffusers_impact.pretrained import known_sounds, unfamiliar_prompts
@@ -433,6 +455,8 @@ def main(argv=None) -> int:
         import torch
 
         pipe = load_pipeline(arguments.model, arguments.head)
+        if arguments.lora is not None:
+            load_lora(pipe, arguments.lora, 1.0 if arguments.lora_scale is None else arguments.lora_scale)
         # A setting not given (None) is the model's recommended one (`ImpactPipeline.call_defaults`).
         call_kwargs = {
             "num_inference_steps": arguments.steps,

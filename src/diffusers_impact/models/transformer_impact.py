@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
@@ -24,7 +25,7 @@ class ImpactTransformerOutput(BaseOutput):
     sample: torch.Tensor
 
 
-class ImpactTransformer(ModelMixin, ConfigMixin):
+class ImpactTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
     r"""
     The IMPACT transformer-based latent encoder (paper §3.1, App. D.3, Eq. 1, 7, 8), laid out as MAR's MAE encoder.
 

@@ -36,6 +36,7 @@ from transformers import ClapTextModelWithProjection, PreTrainedModel, PreTraine
 
 from ..audio import HOP_LENGTH, N_MELS, PEAK_AMPLITUDE, SAMPLING_RATE, mel_filterbank, mel_spectrogram, resample
 from ..diffusers_registration import ACCEPTED_LOADER_CODES, LOADER_FILE, loader_files, write_loader_files
+from ..loaders import ImpactLoraLoaderMixin
 from ..models import GriffinLimVocoder, ImpactDiffHead, ImpactEnergyHead, ImpactTransformer, vocoder_front_end
 from ..schedulers import ImpactDiffHeadScheduler, ImpactMaskScheduler
 from ..schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
@@ -285,7 +286,7 @@ def _describe(value) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-class ImpactPipeline(DiffusionPipeline):
+class ImpactPipeline(DiffusionPipeline, ImpactLoraLoaderMixin):
     r"""
     Text-to-audio generation with IMPACT (Huang et al., ICML 2025): a transformer reads the text condition and the
     latent tokens generated so far, and a small diffusion head samples the tokens chosen at each decoding iteration.
