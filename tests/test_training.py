@@ -987,3 +987,79 @@ def test_energy_training_options_are_refused_where_they_do_not_apply(workspace, 
     for extra, message in cases:
         result = run_script("train_impact.py", *base, *extra, "--output_dir", tmp_path / "refused")
         assert result.returncode != 0 and re.search(message, result.stderr), (extra, result.stderr[-2000:])
+
+
+# ------------------------------------------------------------------------------------------------- LoRA fine-tuning
+def test_lora_training_writes_only_an_adapter_that_changes_the_base_model_and_resumes_exactly(workspace):
+    """--lora_rank trains an adapter on the frozen base: the output folder holds the adapter, its card and the usual
+    logs, not a pipeline; the adapter loads into the base pipeline and changes its output; a resumed run ends with
+    the same adapter as an uninterrupted one."""
+    arguments = [
+        "--pipeline",
+        workspace / "init",
+        "--phase",
+        "text",
+        "--train_data",
+        workspace / "clips",
+        "--caption_column",
+        "caption",
+        "--lora_rank",
+        4,
+        "--lora_trigger",
+        "a bell ringing",
+        "--checkpointing_steps",
+        2,
+        "--validation_steps",
+        100,
+        "--deterministic",
+        *COMMON,
+    ]
+    whole, resumed = workspace / "lora-whole", workspace / "lora-resumed"
+    result = run_script("train_impact.py", *arguments, "--output_dir", whole, "--max_train_steps", 4)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (whole / "pytorch_lora_weights.safetensors").is_file() and (whole / "README.md").is_file()
+    assert not (whole / "transformer").exists() and not (whole / "model_index.json").exists()
+    card = (whole / "README.md").read_text()
+    assert "a bell ringing" in card and str(workspace / "init") in card and "rank 4" in card
+    adapter = load_file(whole / "pytorch_lora_weights.safetensors")
+    assert adapter and all(key.startswith("transformer.") and "lora" in key for key in adapter)
+    assert any(value.abs().sum() > 0 for key, value in adapter.items() if "lora_B" in key)  # B moved off zero
+
+    base = ImpactPipeline.from_pretrained(workspace / "init")
+    base.set_progress_bar_config(disable=True)
+    call = {"num_inference_steps": 2, "num_diffusion_steps": 3, "output_type": "latent"}
+    before = base("a bell ringing", generator=torch.Generator().manual_seed(0), **call).audios
+    base.load_lora_weights(whole)
+    after = base("a bell ringing", generator=torch.Generator().manual_seed(0), **call).audios
+    assert not torch.equal(before, after)
+
+    assert run_script("train_impact.py", *arguments, "--output_dir", resumed, "--max_train_steps", 2).returncode == 0
+    result = run_script(
+        "train_impact.py",
+        *arguments,
+        "--output_dir",
+        resumed,
+        "--max_train_steps",
+        4,
+        "--resume_from_checkpoint",
+        "latest",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed_adapter = load_file(resumed / "pytorch_lora_weights.safetensors")
+    assert all(torch.equal(resumed_adapter[key], adapter[key]) for key in adapter)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--lora_rank", 0], "--lora_rank must be a positive integer"),
+        (["--lora_alpha", 8], "--lora_alpha configure a LoRA adapter: pass --lora_rank too"),
+        (["--lora_rank", 4, "--phase", "unconditional"], "--lora_rank fine-tunes a trained model"),
+    ],
+)
+def test_lora_options_are_refused_where_meaningless(workspace, extra, message):
+    arguments = ["--pipeline", workspace / "init", "--output_dir", workspace / "refused", "--max_train_steps", 2]
+    if "--phase" not in extra:
+        arguments += ["--phase", "text"]
+    result = run_script("train_impact.py", *arguments, "--train_data", workspace / "clips", *extra)
+    assert result.returncode == 2 and message in result.stderr

@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactDiffHeadScheduler, ImpactPipeline
 from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, waveform_to_latents
+from diffusers_impact.loaders.lora_pipeline_impact import DEFAULT_LORA_TARGET_MODULES, base_model_fingerprint
 from diffusers_impact.models import vocoder_front_end
 from diffusers_impact.training.checkpoints import (
     checkpoint_contents,
@@ -96,6 +97,7 @@ HEAD_ATTRIBUTES = {"diffusion": "diff_head", "energy": "energy_head"}
 # of head is an error rather than ignored).
 DIFFUSION_OPTIONS = {"diffusion_batch_mul": 4}
 ENERGY_OPTIONS = {"energy_samples": 2, "energy_alpha": 1.0, "energy_repulsion": 1.0}
+LORA_OPTIONS = ("lora_alpha", "lora_target", "lora_trigger")
 DISTILLATION_OPTIONS = {
     "distill_weight": 0.5,
     "distill_layer": None,
@@ -184,6 +186,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     energy.add_argument(
         "--distill_projector_width", type=int, default=None, help="Width of the projector MLP (REPA: 2048)."
     )
+    lora = parser.add_argument_group("LoRA fine-tuning (text phase): only an adapter on the transformer trains")
+    lora.add_argument(
+        "--lora_rank",
+        type=int,
+        default=None,
+        help="Train a LoRA adapter of this rank instead of the weights: the transformer and the head stay frozen, and "
+        "--output_dir gets pytorch_lora_weights.safetensors and its card (load with pipe.load_lora_weights).",
+    )
+    lora.add_argument("--lora_alpha", type=float, default=None, help="LoRA α (default: the rank, a scale of 1).")
+    lora.add_argument(
+        "--lora_target",
+        nargs="+",
+        default=None,
+        help=f"Linear layers of the transformer the adapter targets (default: {' '.join(DEFAULT_LORA_TARGET_MODULES)}).",
+    )
+    lora.add_argument(
+        "--lora_trigger", default=None, help="The caption that calls the new sound, for the adapter's card."
+    )
     parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument(
         "--deterministic",
@@ -228,6 +248,15 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"{', '.join(passed)} set the distillation from a teacher: pass --teacher too.")
     if args.teacher is not None and args.head == "diffusion":
         parser.error("--teacher distils into a one-step energy head: it does not apply to --head diffusion.")
+    if args.lora_rank is None:
+        passed = [f"--{name}" for name in LORA_OPTIONS if getattr(args, name) is not None]
+        if passed:
+            parser.error(f"{', '.join(passed)} configure a LoRA adapter: pass --lora_rank too.")
+    else:
+        if args.lora_rank < 1 or (args.lora_alpha is not None and not args.lora_alpha > 0):
+            parser.error(f"--lora_rank must be a positive integer and --lora_alpha > 0, got {args.lora_rank}.")
+        if args.phase != "text" or args.teacher is not None:
+            parser.error("--lora_rank fine-tunes a trained model on captioned audio: --phase text, without --teacher.")
     return args
 
 
@@ -367,6 +396,81 @@ def load_pipeline(args, accelerator: Accelerator) -> tuple[ImpactPipeline, torch
     return pipeline, frozen_dtype
 
 
+def add_lora_adapter(args, pipeline: ImpactPipeline):
+    """--lora_rank: freeze the transformer and the head and give the transformer a fresh LoRA adapter (PEFT's
+    initialisation: A random, B zero, so training starts from the base model's output); returns its `LoraConfig`."""
+    from peft import LoraConfig
+
+    pipeline.transformer.requires_grad_(False)
+    getattr(pipeline, HEAD_ATTRIBUTES[args.head]).requires_grad_(False).eval()
+    config = LoraConfig(
+        r=args.lora_rank,
+        lora_alpha=args.lora_alpha or args.lora_rank,
+        target_modules=args.lora_target or DEFAULT_LORA_TARGET_MODULES,
+        init_lora_weights=True,
+    )
+    torch.manual_seed(args.seed)  # the adapter's initial A (a resumed run reads it from its checkpoint)
+    pipeline.transformer.add_adapter(config)
+    return config
+
+
+def save_trained_adapter(args, accelerator, pipeline, lora_config, ema, trained_parameters, global_step) -> None:
+    """--lora_rank: the EMA weights of the adapter, saved as `pytorch_lora_weights.safetensors` with the base model's
+    fingerprint, and its card; the validation audio is rendered with it. Main process only."""
+    from peft.utils import get_peft_model_state_dict
+
+    ema.copy_to(trained_parameters)
+    pipeline.transformer.eval()
+    output_dir = Path(args.output_dir)
+    render_validation(pipeline, args, output_dir, global_step, accelerator)
+    ImpactPipeline.save_lora_weights(
+        output_dir,
+        transformer_lora_layers=get_peft_model_state_dict(pipeline.transformer),
+        transformer_lora_adapter_metadata=lora_config.to_dict(),
+        base_model_fingerprint=base_model_fingerprint(pipeline.transformer),
+    )
+    data = args.train_latents or args.train_data
+    trigger = args.lora_trigger or args.validation_prompts[0]
+    card = f"""---
+library_name: diffusers
+base_model: {args.pipeline}
+tags:
+- diffusers_impact
+- text-to-audio
+- lora
+---
+
+# LoRA adapter for `{args.pipeline}`
+
+Trigger caption: **{trigger}**
+
+```python
+from diffusers_impact import ImpactPipeline
+
+pipe = ImpactPipeline.from_pretrained("{args.pipeline}")
+pipe.load_lora_weights("{args.hub_model_id or output_dir}")
+audio = pipe("{trigger}").audios[0]
+```
+
+Trained with `examples/training/train_impact.py --lora_rank {args.lora_rank}` on `{data}`: {global_step} steps of
+{args.train_batch_size} × {accelerator.num_processes} × {args.gradient_accumulation_steps} clips, AdamW lr
+{args.learning_rate}, EMA {args.ema_decay}; rank {lora_config.r}, α {lora_config.lora_alpha}, on
+{", ".join(sorted(lora_config.target_modules))} of the transformer (the head and every other weight frozen).
+Base model fingerprint: `{base_model_fingerprint(pipeline.transformer)}` (loading into another base model is refused).
+"""
+    (output_dir / "README.md").write_text(card)
+    if args.push_to_hub:
+        from huggingface_hub import create_repo, upload_folder
+
+        create_repo(args.hub_model_id, token=args.hub_token, exist_ok=True)
+        upload_folder(
+            repo_id=args.hub_model_id,
+            folder_path=output_dir,
+            allow_patterns=["pytorch_lora_weights.safetensors", "README.md"],
+            token=args.hub_token,
+        )
+
+
 def load_teacher(args, accelerator: Accelerator, pipeline: ImpactPipeline, frozen_dtype) -> torch.nn.Module | None:
     """The frozen teacher transformer (`--teacher`), checked to read the student's tokens and text condition."""
     if args.teacher is None:
@@ -424,9 +528,10 @@ def load_training_data(args, accelerator: Accelerator):
 def create_optimizer(args, accelerator: Accelerator, transformer, *heads):
     """AdamW, no weight decay on 1-D tensors, biases and the head (MAR) or heads (the distillation projector too), and
     the learning-rate schedule."""
-    decay, no_decay = [], [parameter for head in heads for parameter in head.parameters()]
+    decay, no_decay = [], [parameter for head in heads for parameter in head.parameters() if parameter.requires_grad]
     for name, parameter in transformer.named_parameters():
-        (no_decay if parameter.ndim < 2 or name.endswith(".bias") else decay).append(parameter)
+        if parameter.requires_grad:  # (a LoRA run trains the adapter only)
+            (no_decay if parameter.ndim < 2 or name.endswith(".bias") else decay).append(parameter)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.learning_rate,
@@ -623,11 +728,13 @@ def main(argv=None) -> None:
     batches_per_epoch = len(
         epoch_batches(len(dataset), args.train_batch_size, args.seed, 0, 0, accelerator.num_processes)
     )
-    # The trained models, by their checkpoint names: the transformer, the head and, distilling, the projector.
-    models = {
-        "transformer": pipeline.transformer,
-        HEAD_ATTRIBUTES[args.head]: getattr(pipeline, HEAD_ATTRIBUTES[args.head]),
-    }
+    # The trained models, by their checkpoint names: the transformer, the head and, distilling, the projector; with
+    # --lora_rank the transformer alone (its adapter; the head is frozen and used as it is).
+    head = getattr(pipeline, HEAD_ATTRIBUTES[args.head])
+    lora_config = add_lora_adapter(args, pipeline) if args.lora_rank else None
+    models = {"transformer": pipeline.transformer}
+    if lora_config is None:
+        models[HEAD_ATTRIBUTES[args.head]] = head
     if teacher is not None:
         torch.manual_seed(args.seed)  # the projector's initial weights (a resumed run reads them from its checkpoint)
         models["projector"] = distillation_projector(
@@ -641,7 +748,7 @@ def main(argv=None) -> None:
     checkpointed = (models, optimizer, lr_scheduler, ema, accelerator.scaler)  # what a checkpoint saves and restores
     training = {
         "transformer": wrapped[0],
-        "head": wrapped[1],
+        "head": head if lora_config is not None else wrapped[1],
         "wrapped": wrapped,
         "models": models,
         "teacher": teacher,
@@ -652,7 +759,7 @@ def main(argv=None) -> None:
     if args.head == "diffusion":
         training["noise_scheduler"] = ImpactDiffHeadScheduler.from_config(pipeline.head_scheduler.config)
     if teacher is not None:
-        training["projector"] = wrapped[2]
+        training["projector"] = wrapped[2]  # (--teacher and --lora_rank exclude each other)
 
     state = {"global_step": 0, "batch_counter": 0}
     if args.resume_from_checkpoint:
@@ -717,7 +824,9 @@ def main(argv=None) -> None:
 
     # The EMA weights are the ones saved for inference.
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and lora_config is not None:
+        save_trained_adapter(args, accelerator, pipeline, lora_config, ema, trained_parameters, state["global_step"])
+    elif accelerator.is_main_process:
         save_trained_pipeline(args, accelerator, pipeline, models, ema, trained_parameters, state["global_step"])
         if skipped:
             logger.warning(f"Unusable audio files skipped during training: {dict(Counter(skipped.values()))}")

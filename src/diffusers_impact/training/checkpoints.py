@@ -52,8 +52,14 @@ def checkpoints_newest_first(output_dir: Path) -> list[Path]:
 
 
 def named_trained_parameters(models: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Parameter]:
-    """The trained parameters in the EMA's order, named `<model>.<parameter>`."""
-    return {f"{key}.{name}": value for key, model in models.items() for name, value in model.named_parameters()}
+    """The trained parameters (those that require gradients: a LoRA adapter's only, in a LoRA run) in the EMA's order,
+    named `<model>.<parameter>`."""
+    return {
+        f"{key}.{name}": value
+        for key, model in models.items()
+        for name, value in model.named_parameters()
+        if value.requires_grad
+    }
 
 
 def checkpoint_contents(state: dict, models: dict, optimizer, lr_scheduler, ema: EMAModel, scaler) -> dict[str, dict]:
