@@ -33,6 +33,14 @@ alongside (and not saved in the pipeline), are aligned with the frozen teacher's
 
     accelerate launch examples/training/train_impact.py --pipeline ./impact-energy-init --head energy --phase text \
         --teacher ./impact-text --distill_weight 0.5 --train_data ./audiocaps --output_dir ./impact-energy
+
+With `--lora_rank R` (text phase) only a LoRA adapter on the transformer's attention projections trains (`--lora_target`
+for other linear layers); the transformer and the head stay frozen, checkpoints and exact resume work as above, and
+`--output_dir` gets the adapter (`pytorch_lora_weights.safetensors`, with the base model's fingerprint) and its card
+instead of a pipeline: load it with `pipe.load_lora_weights(output_dir)` or `impact-generate --lora output_dir`.
+
+    accelerate launch examples/training/train_impact.py --pipeline ./impact-text --phase text --lora_rank 8 \
+        --train_data ./my_sounds --caption_column caption --lora_trigger "my sound" --output_dir ./my-sound-lora
 """
 
 import argparse
