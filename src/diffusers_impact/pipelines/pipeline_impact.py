@@ -299,7 +299,8 @@ class ImpactPipeline(DiffusionPipeline, ImpactLoraLoaderMixin):
     `guidance_scale=1.0` is exactly the conditional branch. `num_diffusion_steps`, `diffusion_step_annealing` and
     `latents` (the diffusion head's starting noise) do not apply to it and are refused.
 
-    This model inherits from [`~diffusers.DiffusionPipeline`] (loading, saving, `to`, offloading, progress bars).
+    This model inherits from [`~diffusers.DiffusionPipeline`] (loading, saving, `to`, offloading, progress bars) and
+    [`ImpactLoraLoaderMixin`] (LoRA adapters on the transformer: `load_lora_weights`, `set_adapters`, `fuse_lora`, ...).
 
     Args:
         vae ([`~diffusers.AutoencoderKL`]): AudioLDM VAE between mel spectrograms and latents.
