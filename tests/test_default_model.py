@@ -137,6 +137,33 @@ def test_fidelity_report_on_the_default_model(tmp_path):
     )
 
 
+def test_continuing_the_real_recordings_keeps_their_sound_and_their_samples():
+    """Audio input on the default model (issue 16): each recording's first second, continued by 4 s with its own
+    caption, keeps its samples and is heard as the same animal (measured 8/10 at these seeds, 26/30 over three seed
+    sets: README); a sound-agnostic model would score about 1/10."""
+    evaluate_audio_input = load_example("evaluate_audio_input")
+    from diffusers_impact.audio import load_audio, prepare_segment
+
+    assets = Path(evaluate_audio_input.ASSETS)
+    captions = json.loads((assets / "captions.json").read_text())
+    sounds = sorted(captions)
+    real = np.stack([prepare_segment(load_audio(assets / f"{sound}.mp3"), num_samples=81920) for sound in sounds])
+    pipe = load_default_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    continuations = []
+    for index, sound in enumerate(sounds):
+        out = pipe(
+            captions[sound][0],
+            audio=real[index, :16000],
+            audio_length_in_s=5.0,
+            generator=torch.Generator().manual_seed(index),
+        ).audios[0]
+        np.testing.assert_array_equal(out[: 16000 - 800], real[index, : 16000 - 800])
+        continuations.append(out[16000:])
+    heard = evaluate_audio_input.classify(continuations, evaluate_audio_input.acoustic_features(real), sounds)
+    assert sum(a == b for a, b in zip(heard, sounds)) >= 7, list(zip(sounds, heard))
+
+
 # ------------------------------------------------------------------------- the embedded one-step (energy-head) model
 def test_energy_model_folder_is_small_and_shares_the_teachers_decoding_chain():
     files = [path for path in DEFAULT_ENERGY_MODEL_PATH.rglob("*") if path.is_file()]

@@ -6,6 +6,7 @@ from diffusers_impact import (
     GriffinLimVocoder,
     ImpactDiffHead,
     ImpactDiffHeadScheduler,
+    ImpactEnergyHead,
     ImpactMaskScheduler,
     ImpactPipeline,
     ImpactTransformer,
