@@ -1063,3 +1063,38 @@ def test_lora_options_are_refused_where_meaningless(workspace, extra, message):
         arguments += ["--phase", "text"]
     result = run_script("train_impact.py", *arguments, "--train_data", workspace / "clips", *extra)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_pipeline_whose_head_sampler_clips_trains_on_the_same_noise_schedule(workspace):
+    """The embedded default model samples with DDPM and x̂₀ clipped: fine-tuning it (e.g. --lora_rank) trains on the
+    sampler's noise schedule; the clipping is a sampling-time choice and does not stop training."""
+    from diffusers import DDPMScheduler
+
+    pipeline = ImpactPipeline.from_pretrained(workspace / "init")
+    clipped = DDPMScheduler.from_config(
+        pipeline.head_scheduler.config, variance_type="learned_range", clip_sample=True, clip_sample_range=8.0
+    )
+    pipeline.register_modules(head_scheduler=clipped)
+    pipeline.save_pretrained(workspace / "clipped-sampler")
+    result = run_script(
+        "train_impact.py",
+        "--pipeline",
+        workspace / "clipped-sampler",
+        "--output_dir",
+        workspace / "clipped-sampler-lora",
+        "--phase",
+        "text",
+        "--train_data",
+        workspace / "clips",
+        "--caption_column",
+        "caption",
+        "--max_train_steps",
+        1,
+        "--lora_rank",
+        2,
+        "--validation_steps",
+        100,
+        *COMMON,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workspace / "clipped-sampler-lora" / "pytorch_lora_weights.safetensors").is_file()

@@ -765,7 +765,11 @@ def main(argv=None) -> None:
         "trained_parameters": trained_parameters,
     }
     if args.head == "diffusion":
-        training["noise_scheduler"] = ImpactDiffHeadScheduler.from_config(pipeline.head_scheduler.config)
+        # The head's training noise schedule: its sampler's β schedule and step count. Sampling-time choices of the
+        # pipeline's sampler (the default model's DDPM clips x̂₀, for instance) do not apply to training.
+        config = pipeline.head_scheduler.config
+        schedule = {key: config[key] for key in ("num_train_timesteps", "beta_schedule", "prediction_type")}
+        training["noise_scheduler"] = ImpactDiffHeadScheduler(**schedule)
     if teacher is not None:
         training["projector"] = wrapped[2]  # (--teacher and --lora_rank exclude each other)
 
