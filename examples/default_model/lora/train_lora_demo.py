@@ -12,8 +12,8 @@ Seeded and deterministic; each stage has a progress bar; the summary gives each 
    each animal recording with its captions (the default model's own training data, a smaller share).
 2. The base: the embedded default model with its text encoder, as a folder.
 3. `examples/training/precompute_latents.py`: VAE posteriors and caption embeddings.
-4. `examples/training/train_impact.py --lora_rank 8`: an adapter on the transformer's attention projections, the
-   base model frozen, with the default model's text-phase settings.
+4. `examples/training/train_impact.py --lora_rank 16`: an adapter on the transformer's attention and feed-forward
+   layers, the base model (transformer and diffusion head) frozen, with the default model's text-phase settings.
 5. Evaluation, before and after the adapter: each generated clip is classified by its nearest real recording among
    the ten animals and the six robot-voice recordings (`evaluate_demo.py`'s features): the trigger caption on 10 seeds,
    five unseen paraphrases (`paraphrases.json`) on 2 seeds each, and the first caption of each animal (seeds 0–9).
@@ -50,8 +50,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--variants_per_clip", type=int, default=32)
     parser.add_argument("--replay_per_clip", type=int, default=8)
-    parser.add_argument("--lora_rank", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--lora_rank", type=int, default=16)
+    parser.add_argument(
+        "--lora_target",
+        nargs="+",
+        default=["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"],
+        help="The transformer's linear layers the adapter targets: attention and feed-forward.",
+    )
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--install", action="store_true", help="Copy the adapter to the repository's adapter folder.")
     return parser.parse_args(argv)
@@ -158,6 +165,8 @@ def main(argv=None) -> int:
             adapter,
             "--lora_rank",
             args.lora_rank,
+            "--lora_target",
+            *args.lora_target,
             "--lora_trigger",
             "a robot voice speaking",
             "--max_train_steps",
@@ -174,7 +183,7 @@ def main(argv=None) -> int:
             "--train_batch_size",
             32,
             "--learning_rate",
-            1e-3,
+            args.learning_rate,
             "--lr_scheduler",
             "cosine",
             "--lr_warmup_steps",
