@@ -26,12 +26,15 @@ RUNTIME_REQUIREMENTS = [
 EXTRAS = {
     "training": ["datasets>=3.0", "tensorboard", "librosa>=0.10", "peft>=0.15"],  # librosa: the fidelity report
     "lora": ["peft>=0.15"],  # LoRA adapters: ImpactPipeline.load_lora_weights and train_impact.py --lora_rank
+    "demo": ["gradio>=6,<7"],  # impact-demo and app.py
     "test": [
         "pytest>=8",
         "peft>=0.15",
         "librosa>=0.10",
         "datasets>=3.0",
         "ruff==0.17.6",
+        "gradio>=6,<7",
+        "playwright>=1.40",  # drives Debian's Chromium (/usr/bin/chromium) in tests/test_demo_browser.py
     ],  # the training scripts run in tests; ruff: ruff.toml
 }
 EXTRAS["dev"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
@@ -57,7 +60,9 @@ setup(
     python_requires=">=3.10",
     install_requires=RUNTIME_REQUIREMENTS,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["impact-generate=diffusers_impact.cli:main"]},
+    entry_points={
+        "console_scripts": ["impact-generate=diffusers_impact.cli:main", "impact-demo=diffusers_impact.demo:main"]
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Multimedia :: Sound/Audio",

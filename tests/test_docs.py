@@ -31,6 +31,7 @@ MODULES = [
     "diffusers_impact.pretrained",
     "diffusers_impact.training.losses",
     "diffusers_impact.visualization",
+    "diffusers_impact.demo",
 ]
 
 
