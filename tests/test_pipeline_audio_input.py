@@ -236,6 +236,15 @@ def test_long_form_continues_an_input_with_a_window_overlap(audio_pipe, recordin
     assert sum(counts) == (15 - 6) * 4  # 15 columns, the first 6 from the input
 
 
+def test_long_form_encodes_the_input_only_for_the_windows_that_hold_some_of_it(audio_pipe, recording, monkeypatch):
+    encoded = []
+    encode = audio_pipe.encode_mel_spectrogram
+    monkeypatch.setattr(audio_pipe, "encode_mel_spectrogram", lambda mel: encoded.append(mel.shape) or encode(mel))
+    generate(audio_pipe, audio=recording, audio_length_in_s=3.5)
+    # 22 columns, windows at columns 0, 4, 8, 12 and 14; the input's 6 columns lie in the first two only.
+    assert len(encoded) == 2
+
+
 def test_long_form_shows_a_progress_bar_over_windows(audio_pipe, capsys):
     audio_pipe.set_progress_bar_config(disable=False)
     try:

@@ -1432,11 +1432,13 @@ class ImpactPipeline(DiffusionPipeline, ImpactLoraLoaderMixin):
         audio_input = plan["input"]
         if audio_input is None:
             return tokens, given
+        columns = slice(window_start, window_start + window_columns)
+        covered = np.repeat(audio_input["covered"][columns], num_bands)
+        if not covered.any():  # a window past the input's end (long continuation): nothing to encode
+            return tokens, given
         first_frame = window_start * plan["frames_per_column"]
         mel = audio_input["mel"][:, :, first_frame : first_frame + self.num_mel_frames]
         input_tokens = self.transformer.patchify(self.encode_mel_spectrogram(mel)).to(device)
-        columns = slice(window_start, window_start + window_columns)
-        covered = np.repeat(audio_input["covered"][columns], num_bands)
         selected = audio_input["selected"][columns].reshape(-1)
         from_input = torch.from_numpy(covered & ~selected).to(device).expand_as(given).clone()
         candidates = torch.from_numpy(covered & selected).to(device) & ~given[0]
