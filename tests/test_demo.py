@@ -3,7 +3,9 @@
 The page itself, in a real browser, and the server under concurrent load: tests/test_demo_browser.py.
 """
 
+import runpy
 import threading
+from pathlib import Path
 
 import gradio
 import numpy as np
@@ -223,3 +225,27 @@ def test_impact_demo_binds_to_localhost_by_default():
 def test_impact_demo_names_a_model_it_cannot_load(capsys):
     assert main(["--model", "/no/such/folder"]) == 2
     assert "--model '/no/such/folder'" in capsys.readouterr().err
+
+
+def test_the_energy_head_takes_no_head_steps(tmp_path):
+    pipes = {head: tiny_impact_pipeline(head=head, audioldm_format=True) for head in ("diffusion", "energy")}
+    for pipe in pipes.values():
+        pipe.set_progress_bar_config(disable=True)
+    demo = ImpactDemo(pipes, output_dir=tmp_path)
+    (wav,), _, _ = demo.text_to_audio("a dog barking", **dict(SETTINGS, head="energy", candidates=1))
+    expected = pipes["energy"](
+        "a dog barking",
+        num_inference_steps=3,
+        guidance_scale=3.0,
+        audio_length_in_s=0.64,
+        generator=torch.Generator().manual_seed(7),
+    ).audios[0]
+    np.testing.assert_allclose(read_wav(wav)[0], below_full_scale(expected)[0], atol=1.5 / 32768)
+
+
+def test_app_py_serves_both_heads_of_the_default_model():
+    """The Space entry point builds the page without launching it (launching is `python app.py`)."""
+    namespace = runpy.run_path(str(Path(__file__).resolve().parent.parent / "app.py"), run_name="app")
+    demo = namespace["demo"]
+    assert isinstance(demo, ImpactDemo) and list(demo.pipelines) == ["diffusion", "energy"]
+    assert type(demo.blocks()).__name__ == "Blocks"
