@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from diffusers_impact import ImpactPipeline
 from diffusers_impact.loaders.lora_pipeline_impact import (
     BASE_MODEL_METADATA_KEY,
+    DEFAULT_HEAD_LORA_TARGET_MODULES,
     DEFAULT_LORA_TARGET_MODULES,
     base_model_fingerprint,
 )
@@ -30,24 +31,32 @@ def generate(pipeline, seed=0):
     return pipeline("a dog barking", generator=torch.Generator().manual_seed(seed), **CALL).audios
 
 
-def add_random_adapter(pipeline, name, seed):
+def add_random_adapter(pipeline, name, seed, component="transformer", target_modules=DEFAULT_LORA_TARGET_MODULES):
     """An adapter with random A and B (PEFT initialises B to zero, which would change nothing)."""
     torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=4, target_modules=DEFAULT_LORA_TARGET_MODULES, init_lora_weights=False)
-    pipeline.transformer.add_adapter(config, adapter_name=name)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=target_modules, init_lora_weights=False)
+    model = getattr(pipeline, component)
+    model.add_adapter(config, adapter_name=name)
     with torch.no_grad():
-        for parameter_name, parameter in pipeline.transformer.named_parameters():
+        for parameter_name, parameter in model.named_parameters():
             if f"lora_B.{name}" in parameter_name:
                 parameter.normal_(std=0.5)
     return config
 
 
-def save_adapter(pipeline, name, config, folder):
+def add_random_head_adapter(pipeline, name, seed):
+    return add_random_adapter(pipeline, name, seed, "diff_head", DEFAULT_HEAD_LORA_TARGET_MODULES)
+
+
+def save_adapter(pipeline, name, config, folder, head_config=None):
+    head_layers = get_peft_model_state_dict(pipeline.diff_head, adapter_name=name) if head_config else None
     ImpactPipeline.save_lora_weights(
         folder,
         transformer_lora_layers=get_peft_model_state_dict(pipeline.transformer, adapter_name=name),
         transformer_lora_adapter_metadata=config.to_dict(),
         base_model_fingerprint=base_model_fingerprint(pipeline.transformer),
+        diff_head_lora_layers=head_layers,
+        diff_head_lora_adapter_metadata=head_config.to_dict() if head_config else None,
     )
     return folder
 
@@ -124,6 +133,59 @@ def test_fusing_merges_the_adapter_and_unfusing_restores_the_base(lora_pipe):
     lora_pipe.unload_lora_weights()  # the adapter's layers go, its fused weights stay (diffusers' way to bake it in)
     assert not lora_pipe.get_list_adapters()
     np.testing.assert_allclose(generate(lora_pipe), adapted, rtol=1e-4, atol=1e-5)
+
+
+def test_an_adapter_of_the_transformer_and_the_head_saves_loads_and_switches_as_one(lora_pipe, tmp_path):
+    base = generate(lora_pipe)
+    config = add_random_adapter(lora_pipe, "a", seed=1)
+    transformer_only = generate(lora_pipe)
+    head_config = add_random_head_adapter(lora_pipe, "a", seed=2)
+    adapted = generate(lora_pipe)
+    assert not np.allclose(adapted, transformer_only)  # the head's part changes the tokens sampled
+    save_adapter(lora_pipe, "a", config, tmp_path, head_config)
+    saved = load_file(tmp_path / WEIGHTS)
+    assert {key.split(".")[0] for key in saved} == {"transformer", "diff_head"}
+
+    fresh = tiny_impact_pipeline()
+    fresh.set_progress_bar_config(disable=True)
+    fresh.load_lora_weights(tmp_path)  # no name: one default name for both parts
+    assert fresh.get_list_adapters() == {"transformer": ["default_0"], "diff_head": ["default_0"]}
+    np.testing.assert_array_equal(generate(fresh), adapted)
+    fresh.disable_lora()
+    np.testing.assert_array_equal(generate(fresh), base)
+    fresh.enable_lora()
+    fresh.set_adapters(["default_0"], [0.0])
+    np.testing.assert_allclose(generate(fresh), base, rtol=1e-5, atol=1e-6)
+    fresh.set_adapters(["default_0"], [1.0])
+    fresh.fuse_lora()
+    np.testing.assert_allclose(generate(fresh), adapted, rtol=1e-4, atol=1e-5)
+    fresh.unfuse_lora()  # W + BA − BA: the base weights up to rounding
+    fresh.unload_lora_weights()
+    assert not fresh.get_list_adapters()
+    np.testing.assert_allclose(generate(fresh), base, rtol=1e-4, atol=1e-5)
+
+
+def test_a_head_adapter_mixes_with_a_transformer_only_adapter(lora_pipe, tmp_path):
+    config_a, head_config_a = add_random_adapter(lora_pipe, "a", seed=1), add_random_head_adapter(lora_pipe, "a", 2)
+    config_b = add_random_adapter(lora_pipe, "b", seed=3)
+    save_adapter(lora_pipe, "a", config_a, tmp_path / "a", head_config_a)
+    save_adapter(lora_pipe, "b", config_b, tmp_path / "b")
+    lora_pipe.unload_lora_weights()
+    lora_pipe.load_lora_weights(tmp_path / "a", adapter_name="a")
+    alone_a = generate(lora_pipe)
+    lora_pipe.load_lora_weights(tmp_path / "b", adapter_name="b")
+    lora_pipe.set_adapters(["a", "b"], [0.6, 0.4])
+    assert not np.allclose(generate(lora_pipe), alone_a)
+    lora_pipe.set_adapters(["a", "b"], [1.0, 0.0])
+    np.testing.assert_allclose(generate(lora_pipe), alone_a, rtol=1e-5, atol=1e-6)
+
+
+def test_a_head_adapter_is_refused_by_an_energy_head_pipeline(lora_pipe, tmp_path):
+    config, head_config = add_random_adapter(lora_pipe, "a", seed=1), add_random_head_adapter(lora_pipe, "a", 2)
+    save_adapter(lora_pipe, "a", config, tmp_path, head_config)
+    energy = tiny_impact_pipeline(head="energy")
+    with pytest.raises(ValueError, match="adapts a diffusion head, but this pipeline has a energy head"):
+        energy.load_lora_weights(tmp_path)
 
 
 def test_an_adapter_for_another_base_model_is_refused(lora_pipe, tmp_path):

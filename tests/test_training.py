@@ -990,11 +990,12 @@ def test_energy_training_options_are_refused_where_they_do_not_apply(workspace, 
 
 
 # ------------------------------------------------------------------------------------------------- LoRA fine-tuning
-def test_lora_training_writes_only_an_adapter_that_changes_the_base_model_and_resumes_exactly(workspace):
-    """--lora_rank trains an adapter on the frozen base: the output folder holds the adapter, its card and the usual
-    logs, not a pipeline; the adapter loads into the base pipeline and changes its output; a resumed run ends with
-    the same adapter as an uninterrupted one."""
-    arguments = [
+@pytest.mark.parametrize("adapted", [["transformer"], ["diff_head", "transformer"]])
+def test_lora_training_writes_only_an_adapter_that_changes_the_base_model_and_resumes_exactly(workspace, adapted):
+    """--lora_rank trains an adapter on the frozen base (with --lora_head on the diffusion head too): the output folder
+    holds the adapter, its card and the usual logs, not a pipeline; the adapter loads into the base pipeline and
+    changes its output; a resumed run ends with the same adapter as an uninterrupted one."""
+    arguments = ["--lora_head"] * ("diff_head" in adapted) + [
         "--pipeline",
         workspace / "init",
         "--phase",
@@ -1014,7 +1015,7 @@ def test_lora_training_writes_only_an_adapter_that_changes_the_base_model_and_re
         "--deterministic",
         *COMMON,
     ]
-    whole, resumed = workspace / "lora-whole", workspace / "lora-resumed"
+    whole, resumed = workspace / f"lora-whole-{len(adapted)}", workspace / f"lora-resumed-{len(adapted)}"
     result = run_script("train_impact.py", *arguments, "--output_dir", whole, "--max_train_steps", 4)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (whole / "pytorch_lora_weights.safetensors").is_file() and (whole / "README.md").is_file()
@@ -1022,8 +1023,12 @@ def test_lora_training_writes_only_an_adapter_that_changes_the_base_model_and_re
     card = (whole / "README.md").read_text()
     assert "a bell ringing" in card and str(workspace / "init") in card and "rank 4" in card
     adapter = load_file(whole / "pytorch_lora_weights.safetensors")
-    assert adapter and all(key.startswith("transformer.") and "lora" in key for key in adapter)
-    assert any(value.abs().sum() > 0 for key, value in adapter.items() if "lora_B" in key)  # B moved off zero
+    assert adapter and all("lora" in key for key in adapter)
+    assert sorted({key.split(".")[0] for key in adapter}) == adapted
+    for component in adapted:  # B moved off zero in each adapted component
+        assert any(
+            value.abs().sum() > 0 for key, value in adapter.items() if key.startswith(component) and "lora_B" in key
+        )
 
     base = ImpactPipeline.from_pretrained(workspace / "init")
     base.set_progress_bar_config(disable=True)
@@ -1055,6 +1060,8 @@ def test_lora_training_writes_only_an_adapter_that_changes_the_base_model_and_re
         (["--lora_rank", 0], "--lora_rank must be a positive integer"),
         (["--lora_alpha", 8], "--lora_alpha configure a LoRA adapter: pass --lora_rank too"),
         (["--lora_rank", 4, "--phase", "unconditional"], "--lora_rank fine-tunes a trained model"),
+        (["--lora_head"], "--lora_head configure a LoRA adapter: pass --lora_rank too"),
+        (["--lora_rank", 4, "--lora_head_target", "cond_embed"], "--lora_head_target chooses the head's layers"),
     ],
 )
 def test_lora_options_are_refused_where_meaningless(workspace, extra, message):

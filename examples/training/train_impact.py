@@ -35,7 +35,8 @@ alongside (and not saved in the pipeline), are aligned with the frozen teacher's
         --teacher ./impact-text --distill_weight 0.5 --train_data ./audiocaps --output_dir ./impact-energy
 
 With `--lora_rank R` (text phase) only a LoRA adapter on the transformer's attention projections trains (`--lora_target`
-for other linear layers); the transformer and the head stay frozen, checkpoints and exact resume work as above, and
+for other linear layers; `--lora_head` adapts the diffusion head too); the base weights stay frozen, checkpoints and
+exact resume work as above, and
 `--output_dir` gets the adapter (`pytorch_lora_weights.safetensors`, with the base model's fingerprint) and its card
 instead of a pipeline: load it with `pipe.load_lora_weights(output_dir)` or `impact-generate --lora output_dir`.
 
@@ -65,7 +66,11 @@ from tqdm.auto import tqdm
 
 from diffusers_impact import ImpactDiffHeadScheduler, ImpactPipeline
 from diffusers_impact.audio import HOP_LENGTH, N_MELS, SAMPLING_RATE, waveform_to_latents
-from diffusers_impact.loaders.lora_pipeline_impact import DEFAULT_LORA_TARGET_MODULES, base_model_fingerprint
+from diffusers_impact.loaders.lora_pipeline_impact import (
+    DEFAULT_HEAD_LORA_TARGET_MODULES,
+    DEFAULT_LORA_TARGET_MODULES,
+    base_model_fingerprint,
+)
 from diffusers_impact.models import vocoder_front_end
 from diffusers_impact.training.checkpoints import (
     checkpoint_contents,
@@ -105,7 +110,7 @@ HEAD_ATTRIBUTES = {"diffusion": "diff_head", "energy": "energy_head"}
 # of head is an error rather than ignored).
 DIFFUSION_OPTIONS = {"diffusion_batch_mul": 4}
 ENERGY_OPTIONS = {"energy_samples": 2, "energy_alpha": 1.0, "energy_repulsion": 1.0}
-LORA_OPTIONS = ("lora_alpha", "lora_target", "lora_trigger")
+LORA_OPTIONS = ("lora_alpha", "lora_target", "lora_head", "lora_head_target", "lora_trigger")
 DISTILLATION_OPTIONS = {
     "distill_weight": 0.5,
     "distill_layer": None,
@@ -210,6 +215,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         help=f"Linear layers of the transformer the adapter targets (default: {' '.join(DEFAULT_LORA_TARGET_MODULES)}).",
     )
     lora.add_argument(
+        "--lora_head",
+        action="store_const",
+        const=True,
+        default=None,
+        help="Adapt the diffusion head too (same rank and α), for sounds whose tokens the frozen head cannot sample.",
+    )
+    lora.add_argument(
+        "--lora_head_target",
+        nargs="+",
+        default=None,
+        help=f"With --lora_head: the head's linear layers (default: {' '.join(DEFAULT_HEAD_LORA_TARGET_MODULES)}).",
+    )
+    lora.add_argument(
         "--lora_trigger", default=None, help="The caption that calls the new sound, for the adapter's card."
     )
     parser.add_argument("--gradient_checkpointing", action="store_true")
@@ -265,6 +283,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--lora_rank must be a positive integer and --lora_alpha > 0, got {args.lora_rank}.")
         if args.phase != "text" or args.teacher is not None:
             parser.error("--lora_rank fine-tunes a trained model on captioned audio: --phase text, without --teacher.")
+        if args.lora_head_target is not None and not args.lora_head:
+            parser.error("--lora_head_target chooses the head's layers of a head adapter: pass --lora_head too.")
     return args
 
 
@@ -285,6 +305,8 @@ def resolve_head_options(args, head_type: str) -> None:
     passed = [f"--{name}" for name in foreign if getattr(args, name) is not None]
     if head_type == "diffusion" and args.teacher is not None:
         passed.append("--teacher")
+    if head_type == "energy" and args.lora_head:
+        passed.append("--lora_head")
     if passed:
         raise ValueError(f"{', '.join(passed)} do(es) not apply to {args.pipeline}'s {head_type} head.")
     for name, default in own.items():
@@ -404,39 +426,53 @@ def load_pipeline(args, accelerator: Accelerator) -> tuple[ImpactPipeline, torch
     return pipeline, frozen_dtype
 
 
-def add_lora_adapter(args, pipeline: ImpactPipeline):
-    """--lora_rank: freeze the transformer and the head and give the transformer a fresh LoRA adapter (PEFT's
-    initialisation: A random, B zero, so training starts from the base model's output); returns its `LoraConfig`."""
+def add_lora_adapter(args, pipeline: ImpactPipeline) -> dict:
+    """--lora_rank: freeze the transformer and the head and give the transformer (and with --lora_head the diffusion
+    head) a fresh LoRA adapter (PEFT's initialisation: A random, B zero, so training starts from the base model's
+    output); returns each adapted component's `LoraConfig`."""
     from peft import LoraConfig
 
     pipeline.transformer.requires_grad_(False)
-    getattr(pipeline, HEAD_ATTRIBUTES[args.head]).requires_grad_(False).eval()
-    config = LoraConfig(
-        r=args.lora_rank,
-        lora_alpha=args.lora_alpha or args.lora_rank,
-        target_modules=args.lora_target or DEFAULT_LORA_TARGET_MODULES,
-        init_lora_weights=True,
-    )
-    torch.manual_seed(args.seed)  # the adapter's initial A (a resumed run reads it from its checkpoint)
-    pipeline.transformer.add_adapter(config)
-    return config
+    head = getattr(pipeline, HEAD_ATTRIBUTES[args.head]).requires_grad_(False).eval()
+    targets = {"transformer": args.lora_target or DEFAULT_LORA_TARGET_MODULES}
+    if args.lora_head:
+        targets["diff_head"] = args.lora_head_target or DEFAULT_HEAD_LORA_TARGET_MODULES
+        head.train()
+    configs = {}
+    torch.manual_seed(args.seed)  # the adapters' initial A (a resumed run reads them from its checkpoint)
+    for component, target_modules in targets.items():
+        configs[component] = LoraConfig(
+            r=args.lora_rank,
+            lora_alpha=args.lora_alpha or args.lora_rank,
+            target_modules=target_modules,
+            init_lora_weights=True,
+        )
+        getattr(pipeline, component).add_adapter(configs[component])
+    return configs
 
 
-def save_trained_adapter(args, accelerator, pipeline, lora_config, ema, trained_parameters, global_step) -> None:
+def save_trained_adapter(args, accelerator, pipeline, lora_configs, ema, trained_parameters, global_step) -> None:
     """--lora_rank: the EMA weights of the adapter, saved as `pytorch_lora_weights.safetensors` with the base model's
     fingerprint, and its card; the validation audio is rendered with it. Main process only."""
     from peft.utils import get_peft_model_state_dict
 
     ema.copy_to(trained_parameters)
-    pipeline.transformer.eval()
+    for component in lora_configs:
+        getattr(pipeline, component).eval()
     output_dir = Path(args.output_dir)
     render_validation(pipeline, args, output_dir, global_step, accelerator)
+    lora_config, head_config = lora_configs["transformer"], lora_configs.get("diff_head")
     ImpactPipeline.save_lora_weights(
         output_dir,
         transformer_lora_layers=get_peft_model_state_dict(pipeline.transformer),
         transformer_lora_adapter_metadata=lora_config.to_dict(),
         base_model_fingerprint=base_model_fingerprint(pipeline.transformer),
+        diff_head_lora_layers=get_peft_model_state_dict(pipeline.diff_head) if head_config else None,
+        diff_head_lora_adapter_metadata=head_config.to_dict() if head_config else None,
     )
+    adapted = f"{', '.join(sorted(lora_config.target_modules))} of the transformer"
+    if head_config:
+        adapted += f" and {', '.join(sorted(head_config.target_modules))} of the diffusion head"
     data = args.train_latents or args.train_data
     trigger = args.lora_trigger or args.validation_prompts[0]
     card = f"""---
@@ -463,7 +499,7 @@ audio = pipe("{trigger}").audios[0]
 Trained with `examples/training/train_impact.py --lora_rank {args.lora_rank}` on `{data}`: {global_step} steps of
 {args.train_batch_size} × {accelerator.num_processes} × {args.gradient_accumulation_steps} clips, AdamW lr
 {args.learning_rate}, EMA {args.ema_decay}; rank {lora_config.r}, α {lora_config.lora_alpha}, on
-{", ".join(sorted(lora_config.target_modules))} of the transformer (the head and every other weight frozen).
+{adapted} (every base weight frozen).
 Base model fingerprint: `{base_model_fingerprint(pipeline.transformer)}` (loading into another base model is refused).
 """
     (output_dir / "README.md").write_text(card)
@@ -737,11 +773,11 @@ def main(argv=None) -> None:
         epoch_batches(len(dataset), args.train_batch_size, args.seed, 0, 0, accelerator.num_processes)
     )
     # The trained models, by their checkpoint names: the transformer, the head and, distilling, the projector; with
-    # --lora_rank the transformer alone (its adapter; the head is frozen and used as it is).
+    # --lora_rank the adapted ones (their adapters train; without --lora_head the head is frozen and used as it is).
     head = getattr(pipeline, HEAD_ATTRIBUTES[args.head])
-    lora_config = add_lora_adapter(args, pipeline) if args.lora_rank else None
+    lora_configs = add_lora_adapter(args, pipeline) if args.lora_rank else None
     models = {"transformer": pipeline.transformer}
-    if lora_config is None:
+    if lora_configs is None or "diff_head" in lora_configs:
         models[HEAD_ATTRIBUTES[args.head]] = head
     if teacher is not None:
         torch.manual_seed(args.seed)  # the projector's initial weights (a resumed run reads them from its checkpoint)
@@ -756,7 +792,7 @@ def main(argv=None) -> None:
     checkpointed = (models, optimizer, lr_scheduler, ema, accelerator.scaler)  # what a checkpoint saves and restores
     training = {
         "transformer": wrapped[0],
-        "head": head if lora_config is not None else wrapped[1],
+        "head": wrapped[1] if len(wrapped) > 1 else head,
         "wrapped": wrapped,
         "models": models,
         "teacher": teacher,
@@ -836,8 +872,8 @@ def main(argv=None) -> None:
 
     # The EMA weights are the ones saved for inference.
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process and lora_config is not None:
-        save_trained_adapter(args, accelerator, pipeline, lora_config, ema, trained_parameters, state["global_step"])
+    if accelerator.is_main_process and lora_configs is not None:
+        save_trained_adapter(args, accelerator, pipeline, lora_configs, ema, trained_parameters, state["global_step"])
     elif accelerator.is_main_process:
         save_trained_pipeline(args, accelerator, pipeline, models, ema, trained_parameters, state["global_step"])
         if skipped:

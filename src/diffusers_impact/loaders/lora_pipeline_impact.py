@@ -1,5 +1,6 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
-"""LoRA adapters for [`ImpactPipeline`], through diffusers' LoRA machinery (PEFT backend), transformer only."""
+"""LoRA adapters for [`ImpactPipeline`], through diffusers' LoRA machinery (PEFT backend): on the transformer and,
+optionally, the diffusion head."""
 
 import hashlib
 import json
@@ -14,7 +15,7 @@ from diffusers.loaders.lora_base import (
     LoraBaseMixin,
     _fetch_state_dict,
 )
-from diffusers.utils import is_peft_available, logging
+from diffusers.utils import get_adapter_name, is_peft_available, logging
 from huggingface_hub.utils import validate_hf_hub_args
 
 
@@ -24,6 +25,10 @@ logger = logging.get_logger(__name__)
 BASE_MODEL_METADATA_KEY = "impact_base_model"
 # The transformer's linear layers an adapter targets by default: every attention projection.
 DEFAULT_LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+# The diffusion head's linear layers a head adapter targets (`train_impact.py --lora_head`): the projection of the
+# transformer's hidden vector, the residual MLPs and every AdaLN modulation (with PEFT's suffix matching, `mlp.0` and
+# `mlp.2` also take the timestep embedding's MLP).
+DEFAULT_HEAD_LORA_TARGET_MODULES = ["cond_embed", "mlp.0", "mlp.2", "adaLN_modulation.1"]
 
 
 def base_model_fingerprint(transformer: torch.nn.Module) -> str:
@@ -59,13 +64,16 @@ def base_model_fingerprint(transformer: torch.nn.Module) -> str:
 
 class ImpactLoraLoaderMixin(LoraBaseMixin):
     r"""
-    LoRA adapters on the [`ImpactTransformer`] of an [`ImpactPipeline`], the diffusers way: `load_lora_weights` (a
+    LoRA adapters on the [`ImpactTransformer`] (and optionally the [`ImpactDiffHead`]) of an [`ImpactPipeline`], the
+    diffusers way: `load_lora_weights` (a
     folder or a Hub id holding `pytorch_lora_weights.safetensors`, or a state dict), `save_lora_weights`,
     `set_adapters(["a", "b"], [0.7, 0.3])`, `disable_lora` / `enable_lora`, `fuse_lora` / `unfuse_lora` and
     `unload_lora_weights`. Needs `peft` (`pip install -e ".[lora]"`).
 
     Adapters are read from safetensors only (never unpickled). Each one saved here carries the fingerprint of the
-    transformer it was trained on ([`base_model_fingerprint`]); loading it into another base model is refused.
+    transformer it was trained on ([`base_model_fingerprint`]); loading it into another base model is refused. An
+    adapter may also hold weights for the diffusion head (keys starting with `diff_head.`): they load into the head
+    under the same adapter name, so `set_adapters`, fusing and unloading act on both.
 
     Example (a tiny pipeline and a random adapter, offline):
 
@@ -96,8 +104,9 @@ class ImpactLoraLoaderMixin(LoraBaseMixin):
     ```
     """
 
-    _lora_loadable_modules = ["transformer"]
+    _lora_loadable_modules = ["transformer", "diff_head"]
     transformer_name = "transformer"
+    diff_head_name = "diff_head"
 
     @classmethod
     @validate_hf_hub_args
@@ -154,7 +163,8 @@ class ImpactLoraLoaderMixin(LoraBaseMixin):
 
         Args:
             pretrained_model_name_or_path_or_dict: A folder or Hub id with `pytorch_lora_weights.safetensors` (or
-                `weight_name`), or a state dict with `transformer.`-prefixed LoRA keys.
+                `weight_name`), or a state dict with `transformer.`-prefixed (and optionally `diff_head.`-prefixed)
+                LoRA keys.
             adapter_name (`str`, *optional*): Its name (default `default_0`, `default_1`, ...).
             kwargs: `weight_name`, `subfolder`, `revision`, `cache_dir`, `local_files_only`, `token`.
 
@@ -174,11 +184,17 @@ class ImpactLoraLoaderMixin(LoraBaseMixin):
         )
         if not state_dict or not all("lora" in key for key in state_dict):
             raise ValueError(f"{source} is not a LoRA adapter: every weight name must contain 'lora'.")
-        foreign = sorted({key.split(".")[0] for key in state_dict if not key.startswith(f"{self.transformer_name}.")})
+        components = {key.split(".")[0] for key in state_dict}
+        foreign = sorted(components - set(self._lora_loadable_modules))
         if foreign:
             raise ValueError(
                 f"{source} has LoRA weights for {foreign}; an ImpactPipeline takes adapters for its "
-                f"`{self.transformer_name}` only (keys starting with '{self.transformer_name}.')."
+                f"{' and '.join(f'`{name}`' for name in self._lora_loadable_modules)} (keys starting with their names)."
+            )
+        if self.diff_head_name in components and self.diff_head is None:
+            raise ValueError(
+                f"{source} adapts a diffusion head, but this pipeline has a {self.head_type} head: load it into the "
+                "diffusion-head pipeline it was made for."
             )
         expected = base_model_fingerprint(self.transformer)
         if fingerprint is not None and fingerprint != expected:
@@ -188,9 +204,11 @@ class ImpactLoraLoaderMixin(LoraBaseMixin):
             )
         if fingerprint is None:
             logger.warning(f"The LoRA adapter {source} records no base model: it is loaded unchecked.")
-        self.transformer.load_lora_adapter(
-            state_dict, prefix=self.transformer_name, adapter_name=adapter_name, metadata=metadata, _pipeline=self
-        )
+        adapter_name = adapter_name or get_adapter_name(self.transformer)  # one name for both components
+        for name in sorted(components):  # "diff_head" before "transformer"; each takes the keys of its prefix
+            getattr(self, name).load_lora_adapter(
+                state_dict, prefix=name, adapter_name=adapter_name, metadata=metadata, _pipeline=self
+            )
 
     @classmethod
     def save_lora_weights(
@@ -199,26 +217,35 @@ class ImpactLoraLoaderMixin(LoraBaseMixin):
         transformer_lora_layers: dict[str, torch.Tensor],
         transformer_lora_adapter_metadata: dict | None = None,
         base_model_fingerprint: str | None = None,
+        diff_head_lora_layers: dict[str, torch.Tensor] | None = None,
+        diff_head_lora_adapter_metadata: dict | None = None,
         is_main_process: bool = True,
         weight_name: str | None = None,
         save_function: Callable | None = None,
     ):
         """
-        Save a transformer LoRA adapter (e.g. `peft.utils.get_peft_model_state_dict(pipe.transformer)`) as
-        `pytorch_lora_weights.safetensors`, with its `LoraConfig` (`transformer_lora_adapter_metadata`) and the
-        [`base_model_fingerprint`] of the transformer it belongs to in the file's header.
+        Save a transformer LoRA adapter (e.g. `peft.utils.get_peft_model_state_dict(pipe.transformer)`), and optionally
+        the diffusion head's part of it (`diff_head_lora_layers`), as `pytorch_lora_weights.safetensors`, with their
+        `LoraConfig`s (`*_lora_adapter_metadata`) and the [`base_model_fingerprint`] of the transformer it belongs to
+        in the file's header.
         """
         if not transformer_lora_layers:
             raise ValueError("`transformer_lora_layers` is empty: there is no adapter to save.")
+        layers = {cls.transformer_name: transformer_lora_layers}
+        configs = {cls.transformer_name: transformer_lora_adapter_metadata}
+        if diff_head_lora_layers:
+            layers[cls.diff_head_name] = diff_head_lora_layers
+            configs[cls.diff_head_name] = diff_head_lora_adapter_metadata
         if save_function is None:
 
             def save_function(weights, filename):
                 header = {"format": "pt"}
-                if transformer_lora_adapter_metadata:
-                    packed = {
-                        f"{cls.transformer_name}.{key}": value
-                        for key, value in transformer_lora_adapter_metadata.items()
-                    }
+                packed = {
+                    f"{component}.{key}": value
+                    for component, config in configs.items()
+                    for key, value in (config or {}).items()
+                }
+                if packed:
                     header[LORA_ADAPTER_METADATA_KEY] = json.dumps(
                         {key: sorted(value) if isinstance(value, set) else value for key, value in packed.items()},
                         indent=2,
@@ -230,18 +257,18 @@ class ImpactLoraLoaderMixin(LoraBaseMixin):
 
         cls._save_lora_weights(
             save_directory=save_directory,
-            lora_layers={cls.transformer_name: transformer_lora_layers},
-            lora_metadata={cls.transformer_name: None},  # written by `save_function`, with the fingerprint
+            lora_layers=layers,
+            lora_metadata=dict.fromkeys(layers),  # None: the configs are written by `save_function`
             is_main_process=is_main_process,
             weight_name=weight_name,
             save_function=save_function,
             safe_serialization=True,
         )
 
-    def fuse_lora(self, components: list[str] = ["transformer"], lora_scale: float = 1.0, **kwargs):
-        """Merge the active adapters (times `lora_scale`) into the transformer's weights; `unfuse_lora` undoes it."""
+    def fuse_lora(self, components: list[str] = ["transformer", "diff_head"], lora_scale: float = 1.0, **kwargs):
+        """Merge the active adapters (times `lora_scale`) into the weights they adapt; `unfuse_lora` undoes it."""
         super().fuse_lora(components=components, lora_scale=lora_scale, **kwargs)
 
-    def unfuse_lora(self, components: list[str] = ["transformer"], **kwargs):
+    def unfuse_lora(self, components: list[str] = ["transformer", "diff_head"], **kwargs):
         """Undo `fuse_lora`."""
         super().unfuse_lora(components=components, **kwargs)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.embeddings import Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
@@ -98,7 +99,7 @@ class ImpactTimestepEmbedder(nn.Module):
         return self.mlp(frequencies)
 
 
-class ImpactDiffHead(ModelMixin, ConfigMixin):
+class ImpactDiffHead(ModelMixin, ConfigMixin, PeftAdapterMixin):
     r"""
     The IMPACT diffusion head (paper App. D.4), MAR's `SimpleMLPAdaLN`.
 
