@@ -57,6 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"],
         help="The transformer's linear layers the adapter targets: attention and feed-forward.",
     )
+    parser.add_argument(
+        "--lora_head",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Adapt the diffusion head too (train_impact.py --lora_head).",
+    )
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -167,6 +173,7 @@ def main(argv=None) -> int:
             args.lora_rank,
             "--lora_target",
             *args.lora_target,
+            *(["--lora_head"] if args.lora_head else []),
             "--lora_trigger",
             "a robot voice speaking",
             "--max_train_steps",
