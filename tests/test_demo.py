@@ -3,8 +3,10 @@
 The page itself, in a real browser, and the server under concurrent load: tests/test_demo_browser.py.
 """
 
+import os
 import runpy
 import threading
+import time
 from pathlib import Path
 
 import gradio
@@ -14,7 +16,7 @@ import soundfile
 import torch
 
 from diffusers_impact.cli import below_full_scale
-from diffusers_impact.demo import MAX_CANDIDATES, ImpactDemo, main, parse_arguments
+from diffusers_impact.demo import KEEP_OUTPUTS_S, MAX_CANDIDATES, ImpactDemo, main, parse_arguments
 from diffusers_impact.testing_utils import tiny_impact_pipeline
 
 
@@ -249,3 +251,19 @@ def test_app_py_serves_both_heads_of_the_default_model():
     demo = namespace["demo"]
     assert isinstance(demo, ImpactDemo) and list(demo.pipelines) == ["diffusion", "energy"]
     assert type(demo.blocks()).__name__ == "Blocks"
+
+
+def test_the_demo_deletes_only_its_own_outputs_once_they_are_an_hour_old(demo):
+    folder = demo.output_dir
+    old = time.time() - 2 * KEEP_OUTPUTS_S
+    users_file, old_output, recent_output = (
+        folder / "notes.wav",
+        folder / "impact-demo-1-audio.wav",
+        folder / "impact-demo-2-audio.wav",
+    )
+    for path in (users_file, old_output, recent_output):
+        path.write_bytes(b"RIFF")
+    for path in (users_file, old_output):
+        os.utime(path, (old, old))
+    demo.text_to_audio("a dog barking", **dict(SETTINGS, candidates=1))
+    assert users_file.exists() and recent_output.exists() and not old_output.exists()

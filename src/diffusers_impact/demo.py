@@ -20,8 +20,8 @@ import copy
 import os
 import sys
 import tempfile
-import threading
 import time
+import uuid
 from pathlib import Path
 
 
@@ -30,11 +30,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 DEFAULT_MODEL = "default"
 MAX_CANDIDATES = 4
 DEFAULT_MAX_LENGTH_S = 30.0  # generated audio, and uploaded audio
+OUTPUT_PREFIX = "impact-demo-"  # the names of the demo's files in `output_dir`, the only files it ever deletes
 KEEP_OUTPUTS_S = (
     3600  # generated files older than this are deleted (ours in `output_dir`, Gradio's copies in its cache)
 )
 MODES = ("Inpaint a region", "Continue", "Variation")
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")  # what `soundfile` decodes
 
 
 class ImpactDemo:
@@ -82,8 +82,6 @@ class ImpactDemo:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.max_length_s = float(max_length_s)
         self.model_name = model_name
-        self._file_counter = 0
-        self._file_lock = threading.Lock()
         for pipe in pipelines.values():
             pipe.set_progress_bar_config(disable=False)
 
@@ -108,15 +106,14 @@ class ImpactDemo:
         return gradio.Error(message, print_exception=False)
 
     def _new_path(self, stem: str, suffix: str) -> Path:
-        """A new file name in `output_dir`; files older than `KEEP_OUTPUTS_S` are deleted first (a server running for
-        days does not fill the disk)."""
+        """A new, unique file name in `output_dir` (`impact-demo-…`); the demo's own files there older than
+        `KEEP_OUTPUTS_S` are deleted first, so that a server running for days does not fill the disk (no other file
+        in the folder is touched)."""
         expired = time.time() - KEEP_OUTPUTS_S
-        for old in self.output_dir.glob("*_*.*"):
+        for old in self.output_dir.glob(f"{OUTPUT_PREFIX}*"):
             if old.stat().st_mtime < expired:
                 old.unlink(missing_ok=True)
-        with self._file_lock:
-            self._file_counter += 1
-            return self.output_dir / f"{self._file_counter:06d}_{stem}{suffix}"
+        return self.output_dir / f"{OUTPUT_PREFIX}{uuid.uuid4().hex[:12]}-{stem}{suffix}"
 
     def _write_outputs(self, waveforms, sampling_rate: int, titles: list[str]) -> tuple[list[str], list[str]]:
         """Each waveform as a WAV file and its mel spectrogram as a PNG; their paths."""

@@ -21,10 +21,8 @@ def save_mel_spectrograms_png(mel_spectrograms, titles: list[str], path: str | P
     True
     ```
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A `Figure` of its own, not pyplot's global state: safe from several threads (the web demo) and backend-free.
+    from matplotlib.figure import Figure
 
     mel_spectrograms = np.asarray(mel_spectrograms, dtype=np.float32)
     if mel_spectrograms.ndim != 3 or len(mel_spectrograms) != len(titles):
@@ -33,7 +31,8 @@ def save_mel_spectrograms_png(mel_spectrograms, titles: list[str], path: str | P
         )
     columns = min(columns, len(titles))
     rows = -(-len(titles) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 2.4 * rows), squeeze=False)
+    figure = Figure(figsize=(5 * columns, 2.4 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     low, high = np.percentile(mel_spectrograms, [1, 99.5])
     for axis in axes.flat[len(titles) :]:
         axis.axis("off")
@@ -45,4 +44,3 @@ def save_mel_spectrograms_png(mel_spectrograms, titles: list[str], path: str | P
         axis.tick_params(labelsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
