@@ -12,8 +12,9 @@ Seeded and deterministic; each stage has a progress bar; the summary gives each 
    each animal recording with its captions (the default model's own training data, a smaller share).
 2. The base: the embedded default model with its text encoder, as a folder.
 3. `examples/training/precompute_latents.py`: VAE posteriors and caption embeddings.
-4. `examples/training/train_impact.py --lora_rank 16`: an adapter on the transformer's attention and feed-forward
-   layers, the base model (transformer and diffusion head) frozen, with the default model's text-phase settings.
+4. `examples/training/train_impact.py --lora_rank 16 --lora_head`: an adapter on the transformer's attention,
+   feed-forward and text projections and on the diffusion head, the base model frozen, with the default model's
+   text-phase settings.
 5. Evaluation, before and after the adapter: each generated clip is classified by its nearest real recording among
    the ten animals and the six robot-voice recordings (`evaluate_demo.py`'s features): the trigger caption on 10 seeds,
    five unseen paraphrases (`paraphrases.json`) on 2 seeds each, and the first caption of each animal (seeds 0–9).
@@ -54,8 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--lora_target",
         nargs="+",
-        default=["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"],
-        help="The transformer's linear layers the adapter targets: attention and feed-forward.",
+        default=["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "text_proj", "pooled_text_proj"],
+        help="The transformer's linear layers the adapter targets: attention, feed-forward, and the projections of the "
+        "text encoder's token states and sentence embedding (where a new caption first enters the model).",
     )
     parser.add_argument(
         "--lora_head",
