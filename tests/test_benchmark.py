@@ -266,7 +266,7 @@ def test_the_embedded_models_are_timed_in_one_run(tmp_path):
     results = json.loads(output.read_text())
     diffusion, energy = results["models"]["diffusion"], results["models"]["energy"]
     assert diffusion["call_settings"] == {"num_inference_steps": 8, "num_diffusion_steps": 25, "guidance_scale": 5.0}
-    assert energy["call_settings"] == {"num_inference_steps": 8, "guidance_scale": 3.0}
+    assert energy["call_settings"] == {"num_inference_steps": 8, "guidance_scale": 2.0}
     for measurement in (diffusion, energy):
         assert measurement["breakdown_s"]["head"] > 0
         assert measurement["head_share"] == pytest.approx(

@@ -243,3 +243,24 @@ def test_an_adapter_loads_by_hub_id_from_the_offline_cache(lora_pipe, tmp_path):
         [sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_the_committed_robot_voice_adapter_belongs_to_the_default_model_and_changes_only_with_it():
+    """The adapter in examples/default_model/lora/ loads into the embedded default model (its fingerprint matches)
+    and changes what the trigger caption gives; unloaded, the model is the base again."""
+    from pathlib import Path
+
+    from diffusers_impact.pretrained import load_default_pipeline
+
+    folder = Path(__file__).resolve().parent.parent / "examples" / "default_model" / "lora" / "robot_voice_adapter"
+    pipe = load_default_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    call = {"generator": torch.Generator().manual_seed(0), "output_type": "latent"}
+    base = pipe("a robot voice speaking", **call).audios
+    pipe.load_lora_weights(folder)
+    assert sorted(pipe.get_list_adapters()) == ["diff_head", "transformer"]
+    call["generator"] = torch.Generator().manual_seed(0)
+    assert not torch.allclose(pipe("a robot voice speaking", **call).audios, base)
+    pipe.unload_lora_weights()
+    call["generator"] = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(pipe("a robot voice speaking", **call).audios, base)

@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Adapt the diffusion head too (train_impact.py --lora_head).",
     )
     parser.add_argument("--learning_rate", type=float, default=2e-3)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--install", action="store_true", help="Copy the adapter to the repository's adapter folder.")
     return parser.parse_args(argv)
