@@ -106,14 +106,16 @@ class ImpactDemo:
         return gradio.Error(message, print_exception=False)
 
     def _new_path(self, stem: str, suffix: str) -> Path:
-        """A new, unique file name in `output_dir` (`impact-demo-…`); the demo's own files there older than
-        `KEEP_OUTPUTS_S` are deleted first, so that a server running for days does not fill the disk (no other file
-        in the folder is touched)."""
+        """A new, unique file name in `output_dir`: `impact-demo-…`."""
+        return self.output_dir / f"{OUTPUT_PREFIX}{uuid.uuid4().hex[:12]}-{stem}{suffix}"
+
+    def _delete_expired_outputs(self) -> None:
+        """The demo's own files in `output_dir` older than `KEEP_OUTPUTS_S` go, so that a server running for days does
+        not fill the disk (no other file in the folder is touched)."""
         expired = time.time() - KEEP_OUTPUTS_S
         for old in self.output_dir.glob(f"{OUTPUT_PREFIX}*"):
             if old.stat().st_mtime < expired:
                 old.unlink(missing_ok=True)
-        return self.output_dir / f"{OUTPUT_PREFIX}{uuid.uuid4().hex[:12]}-{stem}{suffix}"
 
     def _write_outputs(self, waveforms, sampling_rate: int, titles: list[str]) -> tuple[list[str], list[str]]:
         """Each waveform as a WAV file and its mel spectrogram as a PNG; their paths."""
@@ -125,6 +127,7 @@ class ImpactDemo:
         from diffusers_impact.cli import below_full_scale
         from diffusers_impact.visualization import save_mel_spectrograms_png
 
+        self._delete_expired_outputs()  # once per request
         wavs, mels = [], []
         for waveform, title in zip(waveforms, titles):
             waveform = np.asarray(waveform, dtype=np.float32)
@@ -152,7 +155,8 @@ class ImpactDemo:
         except (ValueError, FloatingPointError) as error:
             raise self._error(str(error)) from None
 
-    def _check_common(self, prompt: str, iterations, head_steps, guidance, seed) -> tuple[str, int]:
+    def _check_common(self, prompt: str, negative_prompt, iterations, head_steps, guidance, seed) -> tuple[dict, int]:
+        """The settings both tabs share, checked: the pipeline's keyword arguments for them, and the seed."""
         prompt = (prompt or "").strip()
         if not prompt:
             raise self._error("Type a prompt first, e.g. “a dog barking”.")
@@ -163,7 +167,14 @@ class ImpactDemo:
             raise self._error(f"Guidance must be between 1 and 50 (1 turns it off), got {guidance}.")
         if seed is None or int(seed) != seed or not 0 <= seed < 2**63:
             raise self._error(f"Seed must be a whole number from 0 to 2⁶³ − 1, got {seed}.")
-        return prompt, int(seed)
+        call = {
+            "prompt": prompt,
+            "negative_prompt": (negative_prompt or "").strip() or None,
+            "num_inference_steps": int(iterations),
+            "num_diffusion_steps": int(head_steps),
+            "guidance_scale": float(guidance),
+        }
+        return call, int(seed)
 
     def text_to_audio(
         self,
@@ -182,7 +193,7 @@ class ImpactDemo:
         import torch
 
         progress = progress or _no_progress
-        prompt, seed = self._check_common(prompt, iterations, head_steps, guidance, seed)
+        call, seed = self._check_common(prompt, negative_prompt, iterations, head_steps, guidance, seed)
         if length_s is None or not 0 < float(length_s) <= self.max_length_s:
             raise self._error(f"Length must be above 0 and at most {self.max_length_s:g} s, got {length_s}.")
         if candidates is None or int(candidates) != candidates or not 1 <= candidates <= MAX_CANDIDATES:
@@ -191,16 +202,12 @@ class ImpactDemo:
         audios, sampling_rate = self._call(
             head,
             progress,
-            prompt=prompt,
-            negative_prompt=(negative_prompt or "").strip() or None,
-            num_inference_steps=int(iterations),
-            num_diffusion_steps=int(head_steps),
-            guidance_scale=float(guidance),
+            **call,
             audio_length_in_s=float(length_s),
             num_waveforms_per_prompt=candidates,
             generator=[torch.Generator().manual_seed(seed + k) for k in range(candidates)],
         )
-        titles = [f"{prompt} (seed {seed + k})" for k in range(candidates)]
+        titles = [f"{call['prompt']} (seed {seed + k})" for k in range(candidates)]
         wavs, mels = self._write_outputs(audios, sampling_rate, titles)
         return wavs, mels, wavs
 
@@ -251,7 +258,7 @@ class ImpactDemo:
 
         progress = progress or _no_progress
         samples, sampling_rate = self.read_audio(audio_path)
-        prompt, seed = self._check_common(prompt, iterations, head_steps, guidance, seed)
+        call, seed = self._check_common(prompt, negative_prompt, iterations, head_steps, guidance, seed)
         input_seconds = len(samples) / sampling_rate
         kwargs = {}
         if mode == "Inpaint a region":
@@ -277,11 +284,7 @@ class ImpactDemo:
         audios, output_rate = self._call(
             head,
             progress,
-            prompt=prompt,
-            negative_prompt=(negative_prompt or "").strip() or None,
-            num_inference_steps=int(iterations),
-            num_diffusion_steps=int(head_steps),
-            guidance_scale=float(guidance),
+            **call,
             audio=samples,
             audio_sampling_rate=sampling_rate,
             generator=torch.Generator().manual_seed(seed),
@@ -291,7 +294,7 @@ class ImpactDemo:
 
         given = resample(samples, sampling_rate, output_rate)
         (output_wav, _), (output_mel, input_mel) = self._write_outputs(
-            [audios[0], given], output_rate, [f"{mode.lower()}: {prompt}", "input"]
+            [audios[0], given], output_rate, [f"{mode.lower()}: {call['prompt']}", "input"]
         )
         return output_wav, input_mel, output_mel
 
