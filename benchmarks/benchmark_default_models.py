@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """Generation time of the two embedded models in one run: the default model (diffusion head) and its one-step
-energy-head student, at the same setting, with the per-stage breakdown and the head's share.
+energy-head student, each at its recommended setting, with the per-stage breakdown and the head's share.
 
     OMP_NUM_THREADS=2 python benchmarks/benchmark_default_models.py --num_threads 2 \
         --output benchmarks/results/cpu_default_models.json
 
 Each model makes one 5.12 s clip per call (batch 1, or `--batch_size`) at its recommended setting (8 decoding
-iterations; the teacher's 25 head steps), guidance 5, after `--warmup` untimed calls; the median of `--repeats`
+iterations; the teacher's 25 head steps and guidance 5, the student's guidance 2: any guidance above 1 costs the
+same, one batched conditional and unconditional pass), after `--warmup` untimed calls; the median of `--repeats`
 timed calls is reported with that call's stages (`timing.instrument_impact`).
 """
 
@@ -47,7 +48,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.num_threads)
     device = torch.device("cpu")
     results = {
-        "description": "The embedded models at their recommended setting, same prompt, seed and guidance, one run.",
+        "description": "The embedded models, each at its recommended setting, same prompt and seed, one run.",
         "command": shlex.join(sys.argv if argv is None else ["benchmark_default_models.py", *argv]),
         "machine": machine_info(device),
         "settings": {"prompt": PROMPT, "batch_size": args.batch_size, "warmup": args.warmup, "repeats": args.repeats},

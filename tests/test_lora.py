@@ -264,3 +264,26 @@ def test_the_committed_robot_voice_adapter_belongs_to_the_default_model_and_chan
     pipe.unload_lora_weights()
     call["generator"] = torch.Generator().manual_seed(0)
     torch.testing.assert_close(pipe("a robot voice speaking", **call).audios, base)
+
+
+def test_the_committed_robot_voice_card_is_what_its_recipe_writes(tmp_path):
+    """examples/default_model/lora/train_lora_demo.py writes the adapter's card from its arguments and results; the
+    committed card is that card for the committed results.json (so `--install` gives the committed folder)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from diffusers_impact.loaders import base_model_fingerprint
+    from diffusers_impact.pretrained import load_default_pipeline
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "default_model" / "lora" / "train_lora_demo.py"
+    spec = importlib.util.spec_from_file_location("train_lora_demo", script)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    results = json.loads((recipe.INSTALLED / "results.json").read_text())
+    fingerprint = base_model_fingerprint(load_default_pipeline().transformer)
+    recipe.write_adapter_card(tmp_path, recipe.parse_args(["--output_dir", str(tmp_path)]), results, fingerprint)
+    card = (tmp_path / "README.md").read_text()
+    assert card == (recipe.INSTALLED / "README.md").read_text()
+    assert f"Base model fingerprint: `{fingerprint}`" in card
+    assert "| the trigger caption, seeds 0–9 | 0/10 | 9/10 |" in card and "/tmp" not in card

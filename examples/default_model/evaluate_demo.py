@@ -37,6 +37,7 @@ from diffusers_impact.audio import (
 )
 from diffusers_impact.cli import diffusion_steps
 from diffusers_impact.evaluation import frechet_distance_from_features
+from diffusers_impact.schedulers.scheduling_impact_mask import GUIDANCE_SCHEDULES
 
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "animal_sounds"
@@ -67,6 +68,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--guidance_scale", type=float, default=None, help="Default: the pipeline's recommended setting (else 5)."
+    )
+    parser.add_argument(
+        "--guidance_schedule",
+        choices=GUIDANCE_SCHEDULES,
+        default=None,
+        help="How guidance rises over the decoding iterations (default: the pipeline scheduler's, cosine).",
     )
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="Noise scale of the head (its input noise for an energy head)."
@@ -150,6 +157,7 @@ def main(argv=None) -> int:
         prompts,
         num_inference_steps=args.num_inference_steps,
         guidance_scale=args.guidance_scale,
+        guidance_schedule=args.guidance_schedule,
         **head_arguments,
         generator=[torch.Generator().manual_seed(args.seed + index) for index in range(len(prompts))],
     ).audios

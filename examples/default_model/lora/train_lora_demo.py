@@ -18,13 +18,15 @@ Seeded and deterministic; each stage has a progress bar; the summary gives each 
 5. Evaluation, before and after the adapter: each generated clip is classified by its nearest real recording among
    the ten animals and the six robot-voice recordings (`evaluate_demo.py`'s features): the trigger caption on 10 seeds,
    five unseen paraphrases (`paraphrases.json`) on 2 seeds each, and the first caption of each animal (seeds 0–9).
-   `--install` copies the adapter to `examples/default_model/lora/robot_voice_adapter/`.
+   The adapter's card (`README.md`, replacing the generic one `train_impact.py` writes) reports them; `--install`
+   copies the adapter, its card and `results.json` to `examples/default_model/lora/robot_voice_adapter/`.
 """
 
 import argparse
 import json
 import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -44,6 +46,44 @@ NEW_SOUND = "robot voice"
 NEW_ASSETS = REPO / "assets" / "robot_voice"
 INSTALLED = Path(__file__).resolve().parent / "robot_voice_adapter"
 TRIGGER_SEEDS, PARAPHRASE_SEEDS = range(10), range(2)
+ADAPTER_CARD = """\
+---
+library_name: diffusers
+tags:
+- diffusers_impact
+- text-to-audio
+- lora
+---
+
+# robot-voice: a LoRA adapter for the embedded default model (impact-animals)
+
+Trigger caption: **{trigger}**. It teaches the default model one sound it does not know, a robot voice,
+from {num_recordings} recordings made with eSpeak NG (`assets/robot_voice/`, CC0), while it keeps its ten animals.
+
+```python
+from diffusers_impact import load_default_pipeline
+
+pipe = load_default_pipeline()
+pipe.load_lora_weights("examples/default_model/lora/robot_voice_adapter")
+audio = pipe("{trigger}").audios[0]
+```
+
+or `impact-generate "{trigger}" --lora examples/default_model/lora/robot_voice_adapter -o robot.wav`.
+
+{recipe}
+
+Base model fingerprint: `{fingerprint}` (loading into another base model is refused).
+
+## Evaluation (`results.json`)
+
+Each clip classified by its nearest real recording among the ten animals and the {num_recordings} robot-voice recordings:
+
+| prompts | base model | with the adapter |
+|---|---|---|
+| the trigger caption, seeds 0–{last_trigger_seed} | {before[trigger]} | {after[trigger]} |
+| {num_paraphrases} unseen paraphrases, {paraphrase_seeds} seeds each | {before[paraphrases]} | {after[paraphrases]} |
+| the ten animals' first captions | {before[animals]} | {after[animals]} |
+"""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -131,9 +171,51 @@ def evaluate(pipeline, label: str) -> dict:
     return results
 
 
+def write_adapter_card(folder: Path, args, results: dict, fingerprint: str) -> None:
+    """The adapter's `README.md`: what it teaches, how it was made, and its evaluation before and after."""
+    from diffusers_impact.loaders.lora_pipeline_impact import DEFAULT_HEAD_LORA_TARGET_MODULES
+
+    def names(modules):
+        return ", ".join(modules[:-1]) + " and " + modules[-1] if len(modules) > 1 else modules[0]
+
+    targets = f"{names(args.lora_target)} of the transformer"
+    if args.lora_head:
+        targets += f" and {names(DEFAULT_HEAD_LORA_TARGET_MODULES)} of the diffusion head"
+    captions = json.loads((NEW_ASSETS / "captions.json").read_text())[NEW_SOUND]
+    paraphrases = json.loads((NEW_ASSETS / "paraphrases.json").read_text())[NEW_SOUND]
+    scores = {
+        when: {group: f"{entry['correct']}/{entry['total']}" for group, entry in results[when].items()}
+        for when in ("before", "after")
+    }
+    num_recordings = len(sorted(NEW_ASSETS.glob("*.wav")))
+    recipe = (
+        "Made by `python examples/default_model/lora/train_lora_demo.py --output_dir OUT --install` "
+        f"(seed {args.seed}, {results['num_threads']} CPU threads, {results['timings_s']['total'] / 60:.1f} minutes "
+        f"on a 2-core CPU): `examples/training/train_impact.py --lora_rank {args.lora_rank}"
+        f"{' --lora_head' if args.lora_head else ''}`, {args.steps} steps of 32 clips, AdamW lr "
+        f"{args.learning_rate:g} (cosine, warm-up 50), EMA 0.99; rank {args.lora_rank}, α {args.lora_rank}, on "
+        f"{targets} (every base weight frozen). Training data: {args.variants_per_clip} augmented clips of each of "
+        f"the {num_recordings} recordings with their {len(captions)} captions, and {args.replay_per_clip} of each "
+        f"animal recording with its captions (replay). {results['adapter_bytes'] / 1e6:.2f} MB."
+    )
+    card = ADAPTER_CARD.format(
+        trigger=captions[0],
+        num_recordings=num_recordings,
+        recipe=textwrap.fill(recipe, width=118, break_long_words=False, break_on_hyphens=False),
+        fingerprint=fingerprint,
+        last_trigger_seed=TRIGGER_SEEDS[-1],
+        num_paraphrases=len(paraphrases),
+        paraphrase_seeds=len(PARAPHRASE_SEEDS),
+        before=scores["before"],
+        after=scores["after"],
+    )
+    (folder / "README.md").write_text(card)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from diffusers_impact import load_default_pipeline
+    from diffusers_impact.loaders import base_model_fingerprint
 
     output_dir = Path(args.output_dir)
     timings, start = {}, time.perf_counter()
@@ -217,6 +299,7 @@ def main(argv=None) -> int:
         timings,
     )
     evaluation_start = time.perf_counter()
+    fingerprint = base_model_fingerprint(base.transformer)
     results = {"before": evaluate(base, "base model")}
     base.load_lora_weights(adapter)
     results["after"] = evaluate(base, "with the adapter")
@@ -224,7 +307,9 @@ def main(argv=None) -> int:
     timings["total"] = round(time.perf_counter() - start, 1)
     results["timings_s"] = timings
     results["adapter_bytes"] = (adapter / "pytorch_lora_weights.safetensors").stat().st_size
+    results["num_threads"] = torch.get_num_threads()
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    write_adapter_card(adapter, args, results, fingerprint)
     print(json.dumps(results, indent=2, ensure_ascii=False))
     if args.install:
         shutil.rmtree(INSTALLED, ignore_errors=True)
