@@ -267,3 +267,39 @@ def test_the_demo_deletes_only_its_own_outputs_once_they_are_an_hour_old(demo):
         os.utime(path, (old, old))
     demo.text_to_audio("a dog barking", **dict(SETTINGS, candidates=1))
     assert users_file.exists() and recent_output.exists() and not old_output.exists()
+
+
+def test_both_tabs_report_the_pipelines_progress_to_the_page(demo, tmp_path):
+    """Served for real, each tab's generation sends the pipeline's progress bar (its decoding iterations) to the page
+    as it goes, which Gradio draws as a progress bar over the outputs."""
+    import socket
+
+    from gradio_client import Client, handle_file
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    page = demo.blocks()
+    page.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    clip = tmp_path / "clip.wav"
+    write_clip(clip)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        slow = ("diffusion", 64, 250, 3.0, 0)  # head, iterations, head steps, guidance, seed: a few seconds each
+        requests = {
+            "/text_to_audio": ("a dog barking", "", *slow, 0.64, 1),
+            "/audio_to_audio": (handle_file(str(clip)), "a dog barking", "Variation", 0, 0, 3.0, 0.5, "", *slow),
+        }
+        for api_name, values in requests.items():
+            job = client.submit(*values, api_name=api_name)
+            reported = []
+            while not job.done():
+                progress = job.status().progress_data
+                if progress and progress[0].length:
+                    reported.append((progress[0].index, progress[0].length))
+                time.sleep(0.01)
+            job.result()  # no error
+            assert reported, f"{api_name}: no progress reached the page"
+            assert all(0 <= index <= length for index, length in reported) and reported[-1][0] >= reported[0][0]
+    finally:
+        page.close()

@@ -386,8 +386,31 @@ class ImpactDemo:
                     label="WAV downloads", file_count="multiple", interactive=False, elem_id="downloads"
                 )
 
-                def on_generate(*values, progress=gr.Progress(track_tqdm=True)):
-                    wavs, mels, files = self.text_to_audio(*values, progress=progress)
+                # Named parameters, not *values: Gradio finds the `gr.Progress` argument by its position among them.
+                def on_generate(
+                    prompt,
+                    negative_prompt,
+                    head,
+                    iterations,
+                    head_steps,
+                    guidance,
+                    seed,
+                    length_s,
+                    candidates,
+                    progress=gr.Progress(track_tqdm=True),
+                ):
+                    wavs, mels, files = self.text_to_audio(
+                        prompt,
+                        negative_prompt,
+                        head,
+                        iterations,
+                        head_steps,
+                        guidance,
+                        seed,
+                        length_s,
+                        candidates,
+                        progress=progress,
+                    )
                     return (
                         *[
                             gr.Audio(value=wavs[k] if k < len(wavs) else None, visible=k < len(wavs))
@@ -458,8 +481,38 @@ class ImpactDemo:
                         elem_id="output-mel",
                     )
 
-                def on_transform(*values, progress=gr.Progress(track_tqdm=True)):
-                    return self.audio_to_audio(*values, progress=progress)
+                def on_transform(
+                    audio_path,
+                    prompt,
+                    mode,
+                    start_s,
+                    end_s,
+                    length_s,
+                    strength,
+                    negative_prompt,
+                    head,
+                    iterations,
+                    head_steps,
+                    guidance,
+                    seed,
+                    progress=gr.Progress(track_tqdm=True),
+                ):
+                    return self.audio_to_audio(
+                        audio_path,
+                        prompt,
+                        mode,
+                        start_s,
+                        end_s,
+                        length_s,
+                        strength,
+                        negative_prompt,
+                        head,
+                        iterations,
+                        head_steps,
+                        guidance,
+                        seed,
+                        progress=progress,
+                    )
 
                 transform.click(
                     on_transform,
