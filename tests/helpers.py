@@ -12,8 +12,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def example(name: str) -> Path:
-    """The path of the example script `name` (e.g. `"train_impact.py"`), in whichever task folder of examples/."""
-    (path,) = EXAMPLES.glob(f"*/{name}")
+    """The path of the example script `name` (e.g. `"train_impact.py"`), wherever it is under examples/."""
+    (path,) = EXAMPLES.rglob(name)
     return path
 
 

@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from helpers import load_example
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
@@ -269,17 +270,12 @@ def test_the_committed_robot_voice_adapter_belongs_to_the_default_model_and_chan
 def test_the_committed_robot_voice_card_is_what_its_recipe_writes(tmp_path):
     """examples/default_model/lora/train_lora_demo.py writes the adapter's card from its arguments and results; the
     committed card is that card for the committed results.json (so `--install` gives the committed folder)."""
-    import importlib.util
     import json
-    from pathlib import Path
 
     from diffusers_impact.loaders import base_model_fingerprint
     from diffusers_impact.pretrained import load_default_pipeline
 
-    script = Path(__file__).resolve().parent.parent / "examples" / "default_model" / "lora" / "train_lora_demo.py"
-    spec = importlib.util.spec_from_file_location("train_lora_demo", script)
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_example("train_lora_demo")
     results = json.loads((recipe.INSTALLED / "results.json").read_text())
     fingerprint = base_model_fingerprint(load_default_pipeline().transformer)
     recipe.write_adapter_card(tmp_path, recipe.parse_args(["--output_dir", str(tmp_path)]), results, fingerprint)

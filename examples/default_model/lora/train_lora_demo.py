@@ -187,7 +187,7 @@ def write_adapter_card(folder: Path, args, results: dict, fingerprint: str) -> N
         when: {group: f"{entry['correct']}/{entry['total']}" for group, entry in results[when].items()}
         for when in ("before", "after")
     }
-    num_recordings = len(sorted(NEW_ASSETS.glob("*.wav")))
+    num_recordings = len(list(NEW_ASSETS.glob("*.wav")))
     recipe = (
         "Made by `python examples/default_model/lora/train_lora_demo.py --output_dir OUT --install` "
         f"(seed {args.seed}, {results['num_threads']} CPU threads, {results['timings_s']['total'] / 60:.1f} minutes "
