@@ -830,6 +830,54 @@ def test_pooled_text_noise_perturbs_the_pooled_embedding_and_is_refused_where_me
     assert no_pooled.returncode != 0 and "--pooled_text_noise needs a transformer with a pooled" in no_pooled.stderr
 
 
+def test_inpainting_batches_change_training_and_are_refused_where_meaningless(workspace):
+    """`--inpainting_prob 1` makes every batch an inpainting batch (gaps holding another sample's tokens and
+    caption): it changes training; it is refused outside the text phase and for values out of range."""
+    text = [
+        "--phase",
+        "text",
+        "--train_data",
+        workspace / "clips",
+        "--caption_column",
+        "caption",
+        "--max_train_steps",
+        2,
+        *COMMON,
+        "--validation_steps",
+        1000,
+        "--seed",
+        3,
+    ]
+    plain, inpainting = workspace / "inpainting-plain", workspace / "inpainting"
+    for output_dir, extra in ((plain, []), (inpainting, ["--inpainting_prob", 1.0, "--inpainting_gap_s", 0.1, 0.3])):
+        result = run_script(
+            "train_impact.py", "--pipeline", workspace / "init", "--output_dir", output_dir, *text, *extra
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    plain_weights, inpainting_weights = weights(plain), weights(inpainting)
+    assert any(not torch.equal(plain_weights[name], inpainting_weights[name]) for name in plain_weights)
+
+    base = ["train_impact.py", "--pipeline", workspace / "init", "--output_dir", workspace / "refused"]
+    unconditional = run_script(
+        *base,
+        "--phase",
+        "unconditional",
+        "--train_data",
+        workspace / "clips",
+        "--max_train_steps",
+        2,
+        "--inpainting_prob",
+        0.5,
+    )
+    assert unconditional.returncode == 2 and "--inpainting_prob applies to the text phase only" in unconditional.stderr
+    too_likely = run_script(*base, *text, "--inpainting_prob", 1.5)
+    assert too_likely.returncode == 2 and "--inpainting_prob must be in [0, 1], got 1.5" in too_likely.stderr
+    reversed_gap = run_script(*base, *text, "--inpainting_prob", 0.5, "--inpainting_gap_s", 2, 1)
+    assert (
+        reversed_gap.returncode == 2 and "--inpainting_gap_s needs 0 < MIN ≤ MAX, got 2.0 1.0" in reversed_gap.stderr
+    )
+
+
 # ------------------------------------------------------------------------------ AudioDEAR: energy head, distillation
 def energy_weights(output_dir: Path) -> dict[str, torch.Tensor]:
     return {

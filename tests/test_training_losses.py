@@ -15,7 +15,12 @@ import torch
 import diffusers_impact.training.losses as losses
 from diffusers_impact import ImpactDiffHead, ImpactDiffHeadScheduler
 from diffusers_impact.testing_utils import tiny_impact_components
-from diffusers_impact.training.losses import diffusion_head_loss, masked_generative_loss, sample_mask_ratio
+from diffusers_impact.training.losses import (
+    diffusion_head_loss,
+    masked_generative_loss,
+    sample_mask_ratio,
+    splice_inpainting_gaps,
+)
 
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -632,3 +637,84 @@ def test_one_generator_per_sample_needs_the_batchs_mask_ratio_and_one_generator_
         masked_generative_loss(*arguments, generators)
     with pytest.raises(ValueError, match="2 generators for a batch of 3"):
         masked_generative_loss(*arguments, generators[:2], mask_ratio=0.5)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inpainting batches (issue 16): masks restricted to a gap, gaps holding another sample's tokens and caption
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def gap_mask(starts, length, num_tokens=16):
+    """`(len(starts), num_tokens)` bool: positions start..start+length-1 of each sample."""
+    positions = torch.arange(num_tokens)
+    return torch.stack([(positions >= start) & (positions < start + length) for start in starts])
+
+
+@pytest.mark.parametrize("mask_ratio, num_masked", [(0.2, 2), (0.5, 3), (1.0, 6)])
+def test_maskable_positions_bound_the_mask(tiny, mask_ratio, num_masked):
+    """⌈G·r⌉ of the G maskable positions are masked, none outside them; the head sees exactly those rows."""
+    maskable = gap_mask([0, 4, 10], 6)
+    _, rec = run(tiny, mask_ratio=mask_ratio, maskable=maskable)
+    assert rec.mask.sum(dim=1).tolist() == [num_masked] * 3
+    assert not (rec.mask & ~maskable).any()
+    assert rec.head_sample.shape == (num_masked * 3 * 2, 32)
+    if mask_ratio == 1.0:
+        assert torch.equal(rec.mask, maskable)
+
+
+def test_every_position_maskable_is_the_plain_objective(tiny):
+    """Restricting to all positions keeps each sample's random order: the same mask and the same loss."""
+    plain_loss, plain = run(tiny, mask_ratio=0.5)
+    loss, rec = run(tiny, mask_ratio=0.5, maskable=torch.ones(3, 16, dtype=torch.bool))
+    assert torch.equal(rec.mask, plain.mask) and torch.equal(loss, plain_loss)
+
+
+def test_maskable_must_have_the_batchs_shape_and_one_count(tiny):
+    with pytest.raises(ValueError, match="same positive number of positions"):
+        run(tiny, mask_ratio=0.5, maskable=torch.cat([gap_mask([0], 4), gap_mask([0, 0], 5)]))
+    with pytest.raises(ValueError, match=r"\(3, 16\)"):
+        run(tiny, mask_ratio=0.5, maskable=gap_mask([0, 0, 0], 4, num_tokens=8))
+    with pytest.raises(ValueError, match="same positive number of positions"):
+        run(tiny, mask_ratio=0.5, maskable=torch.zeros(3, 16, dtype=torch.bool))
+
+
+def test_splice_inpainting_gaps_puts_the_next_samples_beginning_and_caption_in_each_gap():
+    batch_size, tokens_per_column, num_columns, gap_columns = 4, 2, 8, 3
+    tokens = torch.randn(batch_size, num_columns * tokens_per_column, 5, generator=torch.Generator().manual_seed(0))
+    condition = {
+        "encoder_hidden_states": torch.randn(batch_size, 7, 6),
+        "encoder_attention_mask": torch.rand(batch_size, 7) > 0.5,
+        "pooled_projections": None,
+    }
+    generators = [torch.Generator().manual_seed(seed) for seed in range(batch_size)]
+    spliced, spliced_condition, maskable = splice_inpainting_gaps(
+        tokens, condition, tokens_per_column, gap_columns, generators
+    )
+    grid = tokens.reshape(batch_size, num_columns, tokens_per_column, 5)
+    spliced_grid = spliced.reshape(batch_size, num_columns, tokens_per_column, 5)
+    gap_columns_seen = maskable.reshape(batch_size, num_columns, tokens_per_column)
+    assert (gap_columns_seen.all(dim=2) == gap_columns_seen.any(dim=2)).all()  # whole columns
+    starts = []
+    for sample in range(batch_size):
+        (columns,) = torch.nonzero(gap_columns_seen[sample, :, 0], as_tuple=True)
+        assert columns.tolist() == list(range(columns[0], columns[0] + gap_columns))
+        start, partner = int(columns[0]), (sample + 1) % batch_size
+        starts.append(start)
+        kept = torch.ones(num_columns, dtype=torch.bool)
+        kept[start : start + gap_columns] = False
+        assert torch.equal(spliced_grid[sample, kept], grid[sample, kept])
+        assert torch.equal(spliced_grid[sample, start : start + gap_columns], grid[partner, :gap_columns])
+        for name in ("encoder_hidden_states", "encoder_attention_mask"):
+            assert torch.equal(spliced_condition[name][sample], condition[name][partner])
+    assert spliced_condition["pooled_projections"] is None
+    assert len(set(starts)) > 1  # the starts are drawn per sample
+    # Each sample's start comes from its own generator, whatever the batch around it.
+    again = [torch.Generator().manual_seed(seed) for seed in range(batch_size)]
+    _, _, first_two = splice_inpainting_gaps(tokens[:2], {}, tokens_per_column, gap_columns, again[:2])
+    assert torch.equal(first_two, maskable[:2])
+
+
+@pytest.mark.parametrize("tokens_per_column, gap_columns", [(2, 0), (2, 9), (3, 1)])
+def test_splice_inpainting_gaps_refuses_gaps_that_do_not_fit(tokens_per_column, gap_columns):
+    with pytest.raises(ValueError, match="`gap_columns` must be 1 to"):
+        splice_inpainting_gaps(torch.zeros(2, 16, 4), {}, tokens_per_column, gap_columns, torch.Generator())

@@ -2,7 +2,9 @@
 # Copyright 2026 The diffusers_impact authors. Licensed under the Apache License, Version 2.0.
 """Audio input on the embedded default model, measured on its ten real recordings (README, "Audio in, audio out").
 
-    python examples/default_model/evaluate_audio_input.py --output_dir ./audio-input-report
+    python examples/default_model/evaluate_audio_input.py --output_dir ./audio-input-report [--pipeline FOLDER]
+
+(`--pipeline`: another model of the default model's kind, such as the recipe's `<output_dir>/pipeline`.)
 
 About 4 minutes on a 2-core CPU. Each recording is taken as the model's 5.12 s clip (`prepare_segment`, as in
 training), and with three seed sets:
@@ -35,7 +37,7 @@ import torch
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_demo import ACTIVE_RANGE, ASSETS, acoustic_features  # noqa: E402
+from evaluate_demo import ACTIVE_RANGE, ASSETS, acoustic_features, load_pipeline  # noqa: E402
 
 from diffusers_impact.audio import load_audio, mel_spectrogram, prepare_segment  # noqa: E402
 
@@ -46,8 +48,13 @@ CONTINUED_SECONDS, CONTINUATION_SECONDS = 1.0, 4.0
 SEAM_RADIUS_FRAMES = 5  # ±50 ms: the crossfade's length
 MEMORY_SCRIPT = """
 import json, resource, sys, time, torch
-from diffusers_impact import load_default_pipeline
-pipe = load_default_pipeline(head=sys.argv[2])
+from diffusers_impact import ImpactPipeline, load_default_pipeline
+from diffusers_impact.pretrained import load_minilm_text_encoder
+if sys.argv[3]:  # a folder saved without its text encoder, as the default model
+    text_encoder, tokenizer = load_minilm_text_encoder()
+    pipe = ImpactPipeline.from_pretrained(sys.argv[3], text_encoder=text_encoder, tokenizer=tokenizer)
+else:
+    pipe = load_default_pipeline(head=sys.argv[2])
 pipe.set_progress_bar_config(disable=True)
 start = time.perf_counter()
 audio = pipe("a dog barking", audio_length_in_s=float(sys.argv[1]), generator=torch.Generator().manual_seed(0)).audios
@@ -60,6 +67,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--head", choices=["diffusion", "energy"], default="diffusion", help="The embedded model's.")
+    parser.add_argument(
+        "--pipeline",
+        default=None,
+        help="An ImpactPipeline folder of the default model's kind, saved without its text encoder (e.g. the "
+        "recipe's <output_dir>/pipeline) instead of the embedded model; --head does not apply.",
+    )
     parser.add_argument("--long_seconds", type=float, default=60.0)
     return parser.parse_args(argv)
 
@@ -107,9 +120,12 @@ def classify(waveforms: list[np.ndarray], real_features: np.ndarray, sounds: lis
     return [sounds[index] for index in distances.argmin(axis=1)]
 
 
-def measure_long_form(seconds: float, head: str) -> dict:
+def measure_long_form(seconds: float, head: str, pipeline: str | None) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, str(seconds), head], check=True, capture_output=True, text=True
+        [sys.executable, "-c", MEMORY_SCRIPT, str(seconds), head, pipeline or ""],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -154,7 +170,7 @@ def main(argv=None) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     from diffusers_impact import load_default_pipeline
 
-    pipeline = load_default_pipeline(head=args.head)
+    pipeline = load_pipeline(args.pipeline) if args.pipeline else load_default_pipeline(head=args.head)
     pipeline.set_progress_bar_config(disable=True)
     rate = pipeline.vocoder.config.sampling_rate
     captions = json.loads((ASSETS / "captions.json").read_text())
@@ -162,7 +178,13 @@ def main(argv=None) -> int:
     real = np.stack([prepare_segment(load_audio(ASSETS / f"{sound}.mp3"), num_samples=81920) for sound in sounds])
     real_features = acoustic_features(real)
     real_flux = real_flux_distribution(real)
-    results = {"head": args.head, "real_seam_flux": percentiles(real_flux), "inpainting": {}, "continuation": {}}
+    results = {
+        "head": pipeline.head_type,
+        "pipeline": args.pipeline,
+        "real_seam_flux": percentiles(real_flux),
+        "inpainting": {},
+        "continuation": {},
+    }
     seams = {"inpainting": [], "continuation": [], "long-form": []}
     kept_exact = {"continuation": 0}  # clips whose kept samples equal the input's, per task
     figure_rows = []
@@ -270,8 +292,8 @@ def main(argv=None) -> int:
     results["long_form"] = {
         "seconds": args.long_seconds,
         "windows": len(starts),
-        args.long_seconds: measure_long_form(args.long_seconds, args.head),
-        pipeline.max_audio_length_in_s: measure_long_form(pipeline.max_audio_length_in_s, args.head),
+        args.long_seconds: measure_long_form(args.long_seconds, args.head, args.pipeline),
+        pipeline.max_audio_length_in_s: measure_long_form(pipeline.max_audio_length_in_s, args.head, args.pipeline),
     }
     results["seam_flux"] = {name: percentiles(values) for name, values in seams.items()}
     results["seams_above_real_max"] = {

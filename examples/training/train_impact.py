@@ -96,6 +96,7 @@ from diffusers_impact.training.losses import (
     masked_energy_loss,
     masked_generative_loss,
     sample_mask_ratio,
+    splice_inpainting_gaps,
     uniform_per_sample,
 )
 from diffusers_impact.visualization import save_mel_spectrograms_png
@@ -164,6 +165,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Text phase, models with a pooled text embedding: standard deviation of Gaussian noise added to each "
         "dimension of the pooled embedding, which is then renormalised to unit length (pooled embeddings are unit "
         "vectors), so that nearby sentence vectors (paraphrases) map to the same sound.",
+    )
+    parser.add_argument(
+        "--inpainting_prob",
+        type=float,
+        default=0.0,
+        help="Text phase: rate of batches that teach inpainting with another sound: each sample keeps its tokens "
+        "around a gap (--inpainting_gap_s) that holds the beginning of another sample and takes that sample's caption; "
+        "only the gap's tokens are masked. The other sample comes from the same process's batch, so with several "
+        "processes these batches differ from one process's.",
+    )
+    parser.add_argument(
+        "--inpainting_gap_s",
+        type=float,
+        nargs=2,
+        default=[0.5, 3.0],
+        metavar=("MIN", "MAX"),
+        help="Gap length range in seconds for --inpainting_prob (drawn per batch, in whole token columns).",
     )
     parser.add_argument(
         "--diffusion_batch_mul", type=int, default=None, help="Diffusion head: noise draws per masked token (MAR: 4)."
@@ -266,6 +284,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--pooled_text_noise must be a finite number ≥ 0, got {args.pooled_text_noise}.")
     if args.pooled_text_noise and args.phase != "text":
         parser.error("--pooled_text_noise applies to the text phase only.")
+    if not 0 <= args.inpainting_prob <= 1:
+        parser.error(f"--inpainting_prob must be in [0, 1], got {args.inpainting_prob}.")
+    if args.inpainting_prob and args.phase != "text":
+        parser.error("--inpainting_prob applies to the text phase only (the gap takes another sample's caption).")
+    if not 0 < args.inpainting_gap_s[0] <= args.inpainting_gap_s[1]:
+        parser.error(
+            f"--inpainting_gap_s needs 0 < MIN ≤ MAX, got {args.inpainting_gap_s[0]} {args.inpainting_gap_s[1]}."
+        )
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id.")
     if args.teacher is None:
@@ -674,12 +700,23 @@ def training_step(args, accelerator, training: dict, latents, condition, batch_g
         mask_ratio = args.mask_ratio
         if mask_ratio is None:
             mask_ratio = sample_mask_ratio(batch_generator, args.min_mask_ratio)
+        transformer_config = training["models"]["transformer"].config
+        tokens = training["models"]["transformer"].patchify(latents)
+        maskable = None
+        # Drawn only when asked for, so that runs without inpainting batches keep their random streams.
+        if args.inpainting_prob and torch.rand((), generator=batch_generator).item() < args.inpainting_prob:
+            shortest, longest = training["inpainting_gap_columns"]
+            gap_columns = int(torch.randint(shortest, longest + 1, (), generator=batch_generator))
+            tokens_per_column = transformer_config.latent_width // transformer_config.patch_size
+            tokens, condition, maskable = splice_inpainting_gaps(
+                tokens, condition, tokens_per_column, gap_columns, torch_generators
+            )
         common = {
             "mask_ratio": mask_ratio,
             "condition_drop_prob": args.condition_drop_prob if args.phase == "text" else 0.0,
+            "maskable": maskable,
             **condition,
         }
-        tokens = training["models"]["transformer"].patchify(latents)
         if args.head == "energy":
             losses = masked_energy_loss(
                 transformer,
@@ -806,6 +843,13 @@ def main(argv=None) -> None:
         config = pipeline.head_scheduler.config
         schedule = {key: config[key] for key in ("num_train_timesteps", "beta_schedule", "prediction_type")}
         training["noise_scheduler"] = ImpactDiffHeadScheduler(**schedule)
+    if args.inpainting_prob:
+        # The gap range in whole token columns, within the model's length.
+        num_columns = pipeline.transformer.config.latent_length // pipeline.transformer.config.patch_size
+        training["inpainting_gap_columns"] = [
+            min(num_columns, max(1, round(seconds / pipeline.seconds_per_token_column)))
+            for seconds in args.inpainting_gap_s
+        ]
     if teacher is not None:
         training["projector"] = wrapped[2]  # (--teacher and --lora_rank exclude each other)
 

@@ -62,6 +62,69 @@ def uniform_per_sample(batch_size: int, generator: torch.Generator | list[torch.
     return torch.rand(batch_size, generator=generator)
 
 
+def splice_inpainting_gaps(
+    tokens: torch.Tensor,
+    condition: dict[str, torch.Tensor | None],
+    tokens_per_column: int,
+    gap_columns: int,
+    generator: torch.Generator | list[torch.Generator],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor | None], torch.BoolTensor]:
+    """
+    A batch of inpainting examples with another sound (issue 16): each sample keeps its own tokens around a gap of
+    `gap_columns` token columns at a random start; the gap holds the first `gap_columns` columns of the next sample of
+    the batch (the batch rolled by one), whose text condition the sample takes. Returns the spliced tokens, that
+    condition and the gap, to pass as `maskable` to [`masked_generative_loss`]: the model learns to generate what the
+    text asks for between kept tokens of another sound, which is what an inpainting call asks of it.
+
+    Args:
+        tokens (`torch.Tensor` of shape `(batch_size, num_tokens, token_dim)`): Latent tokens in time-major raster
+            order ([`ImpactTransformer.patchify`]).
+        condition (`dict`): The text condition's tensors, each with the batch first (`None` entries stay `None`).
+        tokens_per_column (`int`): Tokens per token column (the latent's frequency rows over the patch size).
+        gap_columns (`int`): The gap's length in token columns, 1 to the number of columns.
+        generator (`torch.Generator` or a list of them, one per sample): Draws each sample's gap start.
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from diffusers_impact.training.losses import splice_inpainting_gaps
+
+    >>> tokens = torch.arange(2 * 8, dtype=torch.float32).reshape(2, 8, 1)  # 2 samples, 4 columns of 2 tokens
+    >>> condition = {"pooled_projections": torch.tensor([[10.0], [20.0]]), "encoder_hidden_states": None}
+    >>> spliced, condition, gap = splice_inpainting_gaps(tokens, condition, 2, 1, torch.Generator().manual_seed(0))
+    >>> spliced[..., 0]  # each gap holds the other sample's first column
+    tensor([[ 0.,  1.,  8.,  9.,  4.,  5.,  6.,  7.],
+            [ 8.,  9., 10., 11., 12., 13.,  0.,  1.]])
+    >>> gap
+    tensor([[False, False,  True,  True, False, False, False, False],
+            [False, False, False, False, False, False,  True,  True]])
+    >>> condition["pooled_projections"][:, 0]  # and the other sample's text
+    tensor([20., 10.])
+    ```
+    """
+    batch_size, num_tokens, token_dim = tokens.shape
+    num_columns = num_tokens // tokens_per_column
+    if num_columns * tokens_per_column != num_tokens or not 0 < gap_columns <= num_columns:
+        raise ValueError(
+            f"`gap_columns` must be 1 to {num_columns} and `tokens_per_column` divide {num_tokens} tokens, got "
+            f"gap_columns={gap_columns} and tokens_per_column={tokens_per_column}."
+        )
+    samples, columns = torch.arange(batch_size)[:, None], torch.arange(num_columns)[None]
+    partners = samples.roll(-1, dims=0)
+    starts = (uniform_per_sample(batch_size, generator) * (num_columns - gap_columns + 1)).long()[:, None]
+    in_gap = (columns >= starts) & (columns < starts + gap_columns)
+    source_samples = torch.where(in_gap, partners, samples).to(tokens.device)
+    source_columns = torch.where(in_gap, columns - starts, columns).to(tokens.device)
+    grid = tokens.reshape(batch_size, num_columns, tokens_per_column, token_dim)
+    spliced = grid[source_samples, source_columns].reshape(tokens.shape)
+    partners = partners[:, 0]
+    condition = {
+        name: None if value is None else value[partners.to(value.device)] for name, value in condition.items()
+    }
+    return spliced, condition, in_gap.repeat_interleave(tokens_per_column, dim=1).to(tokens.device)
+
+
 def _normal_kl(mean1, log_variance1, mean2, log_variance2):
     """KL(N(mean1, exp(log_variance1)) ‖ N(mean2, exp(log_variance2))), elementwise."""
     return 0.5 * (
@@ -212,12 +275,14 @@ def _masked_forward(
     mask_ratio: float | None,
     condition_drop_prob: float,
     condition: dict[str, torch.Tensor | None],
+    maskable: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """
     The masking and transformer pass shared by both objectives: a ratio r (truncated normal on [q, 1], or
-    `mask_ratio`), ⌈N·r⌉ random masked positions per sample, each sample's text replaced by the null condition with
-    probability `condition_drop_prob`. Returns the hidden states `(B, N, D)`, the mask `(B, N)` and the transformer's
-    inputs (so that a teacher can see exactly the same ones).
+    `mask_ratio`), ⌈N·r⌉ random masked positions per sample (⌈G·r⌉ of the G `maskable` ones, the others always
+    visible, when given), each sample's text replaced by the null condition with probability `condition_drop_prob`.
+    Returns the hidden states `(B, N, D)`, the mask `(B, N)` and the transformer's inputs (so that a teacher can see
+    exactly the same ones).
     """
     batch_size, num_tokens, _ = tokens.shape
     per_sample = isinstance(generator, list)
@@ -229,7 +294,20 @@ def _masked_forward(
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"`mask_ratio` must be in (0, 1], got {ratio}.")
     orders = random_orders(batch_size, num_tokens, generator=generator)
-    mask = mask_from_orders(orders, math.ceil(num_tokens * ratio)).to(tokens.device)
+    num_candidates = num_tokens
+    if maskable is not None:
+        counts = maskable.sum(dim=1).unique() if maskable.shape == (batch_size, num_tokens) else maskable.new_ones(2)
+        if len(counts) != 1 or counts.item() == 0:
+            raise ValueError(
+                f"`maskable` must be a `(batch_size, num_tokens)` = {(batch_size, num_tokens)} boolean mask with the "
+                f"same positive number of positions in every sample, got shape {tuple(maskable.shape)} and counts "
+                f"{counts.tolist()}."
+            )
+        # Each sample's random order restricted to its maskable positions, which come first (a stable sort).
+        outside = (~maskable.cpu()).gather(1, orders).to(torch.int8)
+        orders = orders.gather(1, torch.argsort(outside, dim=1, stable=True))
+        num_candidates = counts.item()
+    mask = mask_from_orders(orders, math.ceil(num_candidates * ratio)).to(tokens.device)
     drop_condition = None
     if condition.get("encoder_hidden_states") is not None:
         drop_condition = uniform_per_sample(batch_size, generator).to(tokens.device) < condition_drop_prob
@@ -250,6 +328,7 @@ def masked_generative_loss(
     encoder_attention_mask: torch.Tensor | None = None,
     pooled_projections: torch.Tensor | None = None,
     condition_drop_prob: float = 0.0,
+    maskable: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """
     IMPACT's training loss for one batch (paper §3.1, Eq. 1–2).
@@ -275,6 +354,9 @@ def masked_generative_loss(
         diffusion_batch_mul (`int`, defaults to 4): Noise draws per masked token.
         encoder_hidden_states, encoder_attention_mask, pooled_projections: The text condition, as for the transformer.
         condition_drop_prob (`float`, defaults to 0.0): Probability of the null condition per sample (paper: 0.1).
+        maskable (`torch.BoolTensor` of shape `(batch_size, num_tokens)`, *optional*): Only these positions can be
+            masked (the same number G in every sample, of which ⌈G·r⌉ are); the others are always visible, as the
+            kept tokens of an inpainting call are (`splice_inpainting_gaps`).
     """
     condition = {
         "encoder_hidden_states": encoder_hidden_states,
@@ -282,7 +364,7 @@ def masked_generative_loss(
         "pooled_projections": pooled_projections,
     }
     hidden_states, mask, _ = _masked_forward(
-        transformer, tokens, generator, min_mask_ratio, mask_ratio, condition_drop_prob, condition
+        transformer, tokens, generator, min_mask_ratio, mask_ratio, condition_drop_prob, condition, maskable
     )
     # Eq. 2: only masked positions enter the loss, so the head runs on those rows alone.
     return diffusion_head_loss(
@@ -389,6 +471,7 @@ def masked_energy_loss(
     projector: torch.nn.Module | None = None,
     distill_layer: int | None = None,
     distill_loss: str = "cosine",
+    maskable: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """
     AudioDEAR's training losses for one batch: the masking of [`masked_generative_loss`], then the energy score of
@@ -401,7 +484,7 @@ def masked_energy_loss(
     Args:
         transformer, energy_head: The student [`ImpactTransformer`] and [`ImpactEnergyHead`] (possibly wrapped).
         tokens, generator, min_mask_ratio, mask_ratio, condition_drop_prob, encoder_hidden_states,
-        encoder_attention_mask, pooled_projections: As for [`masked_generative_loss`]; the generator also draws the
+        encoder_attention_mask, pooled_projections, maskable: As for [`masked_generative_loss`]; the generator also draws the
             head's noise, `(num_samples, N, noise_channels)` per sample.
         num_samples (`int`, defaults to 2): m ≥ 2 head samples per token (EAR: 2).
         alpha, repulsion_weight: α and λ of `energy_score_loss`.
@@ -422,7 +505,7 @@ def masked_energy_loss(
     }
     with _decoder_block_output(transformer, distill_layer) as captured:
         hidden_states, mask, inputs = _masked_forward(
-            transformer, tokens, generator, min_mask_ratio, mask_ratio, condition_drop_prob, condition
+            transformer, tokens, generator, min_mask_ratio, mask_ratio, condition_drop_prob, condition, maskable
         )
     noise_channels = getattr(energy_head, "module", energy_head).config.noise_channels
     batch_size, num_tokens, _ = tokens.shape
