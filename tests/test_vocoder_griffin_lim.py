@@ -59,6 +59,28 @@ def test_more_iterations_and_momentum_converge_further(test_mel):
     assert errors[(32, 0.99)] < errors[(32, 0.0)] < errors[(2, 0.99)] < errors[(0, 0.99)] / 5  # zero phase alone: 3.3
 
 
+def test_refined_magnitudes_match_the_input_mel_more_closely(test_mel):
+    """`refine_magnitudes` replaces the smooth NNLS magnitudes by the waveform's own, refitted to the mel bands."""
+    plain = active_frame_error(test_mel, GriffinLimVocoder()(test_mel))
+    refined_vocoder = GriffinLimVocoder(refine_magnitudes=True)
+    refined = refined_vocoder(test_mel)
+    # 0.26 → 0.21 on this glide (its weak bins between partials dominate both); 0.072 → 0.038 on the ten recordings.
+    assert active_frame_error(test_mel, refined) < 0.9 * plain
+    torch.testing.assert_close(refined, refined_vocoder(test_mel), rtol=0, atol=0)  # still deterministic
+    # match_mel sets each band's level and keeps the shape within it: a spectrum already at the target is unchanged
+    # (the bins outside every mel band, DC and Nyquist, carry nothing of the mel and are zeroed).
+    magnitudes = torch.rand(1, 513, 7, generator=torch.Generator().manual_seed(0)) + 0.1
+    target = refined_vocoder.mel_basis @ magnitudes
+    covered = refined_vocoder.mel_basis.sum(dim=0) > 0
+    assert covered.sum() == 511
+    matched = refined_vocoder.match_mel(magnitudes, target)
+    torch.testing.assert_close(matched[:, covered], magnitudes[:, covered])
+    assert (matched[:, ~covered] == 0).all()
+    torch.testing.assert_close(
+        refined_vocoder.match_mel(magnitudes, 4 * target)[:, covered], 4 * magnitudes[:, covered]
+    )
+
+
 def test_mel_inversion_is_a_nonnegative_least_squares_fit(test_mel):
     vocoder = GriffinLimVocoder()
     mel_magnitudes = test_mel.exp().transpose(1, 2)
