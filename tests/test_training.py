@@ -700,10 +700,9 @@ def test_precomputed_text_embeddings_equal_live_encoding_and_train(workspace):
     assert len(losses(workspace / "from-text-latents")) == 3
 
 
-def test_text_token_dropout_trains_on_the_pooled_embedding_alone_and_is_refused_where_meaningless(workspace):
-    """`--text_token_dropout` masks out whole samples' token states (the pooled CLAP slot stays): it changes training,
-    and is refused for the unconditional phase and for a transformer without a pooled embedding."""
-    text = [
+def two_step_text_phase(workspace: Path) -> list:
+    """train_impact.py arguments for two text-phase steps on the workspace clips (seed 3, no validation render)."""
+    return [
         "--phase",
         "text",
         "--train_data",
@@ -718,6 +717,12 @@ def test_text_token_dropout_trains_on_the_pooled_embedding_alone_and_is_refused_
         "--seed",
         3,
     ]
+
+
+def test_text_token_dropout_trains_on_the_pooled_embedding_alone_and_is_refused_where_meaningless(workspace):
+    """`--text_token_dropout` masks out whole samples' token states (the pooled CLAP slot stays): it changes training,
+    and is refused for the unconditional phase and for a transformer without a pooled embedding."""
+    text = two_step_text_phase(workspace)
     plain, dropout = workspace / "tokens-kept", workspace / "tokens-dropped"
     for output_dir, extra in ((plain, []), (dropout, ["--text_token_dropout", 0.5])):
         result = run_script(
@@ -773,21 +778,7 @@ def test_text_token_dropout_trains_on_the_pooled_embedding_alone_and_is_refused_
 def test_pooled_text_noise_perturbs_the_pooled_embedding_and_is_refused_where_meaningless(workspace):
     """`--pooled_text_noise` adds Gaussian noise to the pooled embedding and renormalises it: it changes training, and
     is refused outside the text phase, for a negative value and for a transformer without a pooled embedding."""
-    text = [
-        "--phase",
-        "text",
-        "--train_data",
-        workspace / "clips",
-        "--caption_column",
-        "caption",
-        "--max_train_steps",
-        2,
-        *COMMON,
-        "--validation_steps",
-        1000,
-        "--seed",
-        3,
-    ]
+    text = two_step_text_phase(workspace)
     plain, noisy = workspace / "pooled-plain", workspace / "pooled-noisy"
     for output_dir, extra in ((plain, []), (noisy, ["--pooled_text_noise", 0.05])):
         result = run_script(
@@ -833,21 +824,7 @@ def test_pooled_text_noise_perturbs_the_pooled_embedding_and_is_refused_where_me
 def test_inpainting_batches_change_training_and_are_refused_where_meaningless(workspace):
     """`--inpainting_prob 1` makes every batch an inpainting batch (gaps holding another sample's tokens and
     caption): it changes training; it is refused outside the text phase and for values out of range."""
-    text = [
-        "--phase",
-        "text",
-        "--train_data",
-        workspace / "clips",
-        "--caption_column",
-        "caption",
-        "--max_train_steps",
-        2,
-        *COMMON,
-        "--validation_steps",
-        1000,
-        "--seed",
-        3,
-    ]
+    text = two_step_text_phase(workspace)
     plain, inpainting = workspace / "inpainting-plain", workspace / "inpainting"
     for output_dir, extra in ((plain, []), (inpainting, ["--inpainting_prob", 1.0, "--inpainting_gap_s", 0.1, 0.3])):
         result = run_script(

@@ -48,11 +48,11 @@ CONTINUED_SECONDS, CONTINUATION_SECONDS = 1.0, 4.0
 SEAM_RADIUS_FRAMES = 5  # ±50 ms: the crossfade's length
 MEMORY_SCRIPT = """
 import json, resource, sys, time, torch
-from diffusers_impact import ImpactPipeline, load_default_pipeline
-from diffusers_impact.pretrained import load_minilm_text_encoder
-if sys.argv[3]:  # a folder saved without its text encoder, as the default model
-    text_encoder, tokenizer = load_minilm_text_encoder()
-    pipe = ImpactPipeline.from_pretrained(sys.argv[3], text_encoder=text_encoder, tokenizer=tokenizer)
+from diffusers_impact import load_default_pipeline
+if sys.argv[3]:  # --pipeline: loaded as evaluate_demo.py loads it (imported only here, to keep the default's memory)
+    sys.path.insert(0, sys.argv[4])
+    from evaluate_demo import load_pipeline
+    pipe = load_pipeline(sys.argv[3])
 else:
     pipe = load_default_pipeline(head=sys.argv[2])
 pipe.set_progress_bar_config(disable=True)
@@ -122,7 +122,15 @@ def classify(waveforms: list[np.ndarray], real_features: np.ndarray, sounds: lis
 
 def measure_long_form(seconds: float, head: str, pipeline: str | None) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, str(seconds), head, pipeline or ""],
+        [
+            sys.executable,
+            "-c",
+            MEMORY_SCRIPT,
+            str(seconds),
+            head,
+            pipeline or "",
+            str(Path(__file__).resolve().parent),
+        ],
         check=True,
         capture_output=True,
         text=True,

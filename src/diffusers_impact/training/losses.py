@@ -296,17 +296,17 @@ def _masked_forward(
     orders = random_orders(batch_size, num_tokens, generator=generator)
     num_candidates = num_tokens
     if maskable is not None:
-        counts = maskable.sum(dim=1).unique() if maskable.shape == (batch_size, num_tokens) else maskable.new_ones(2)
-        if len(counts) != 1 or counts.item() == 0:
+        counts = maskable.sum(dim=-1).unique().tolist()
+        if maskable.shape != (batch_size, num_tokens) or len(counts) != 1 or counts[0] == 0:
             raise ValueError(
                 f"`maskable` must be a `(batch_size, num_tokens)` = {(batch_size, num_tokens)} boolean mask with the "
                 f"same positive number of positions in every sample, got shape {tuple(maskable.shape)} and counts "
-                f"{counts.tolist()}."
+                f"{counts}."
             )
         # Each sample's random order restricted to its maskable positions, which come first (a stable sort).
         outside = (~maskable.cpu()).gather(1, orders).to(torch.int8)
         orders = orders.gather(1, torch.argsort(outside, dim=1, stable=True))
-        num_candidates = counts.item()
+        num_candidates = counts[0]
     mask = mask_from_orders(orders, math.ceil(num_candidates * ratio)).to(tokens.device)
     drop_condition = None
     if condition.get("encoder_hidden_states") is not None:
