@@ -122,9 +122,10 @@ def test_fidelity_report_on_the_default_model(tmp_path):
         assert len(row["ratio_per_sound"]) == 10
         assert row["mean_ratio"] == pytest.approx(np.mean(list(row["ratio_per_sound"].values())))
         assert row["worst_ratio"] == min(row["ratio_per_sound"].values())
-    # Issue 19: the committed model's VAE keeps the recordings' detail (round trip 0.93 of real, the vocoder alone
-    # 0.95; the VAE before it: 0.67), and so do its generated clips (0.93 over seeds 0 and 1).
-    assert vocoder["mean_ratio"] > 0.9
+    # Issue 19: the committed model's VAE keeps the recordings' detail (round trip 1.07 of real, the vocoder alone
+    # 1.04; the VAE before it: 0.67), and so do its generated clips (1.09 over seeds 0 and 1). Its vocoder refines the
+    # magnitudes (`refine_magnitudes=True`): pig 0.94, where plain Griffin-Lim stops at 0.81.
+    assert vocoder["mean_ratio"] > 0.9 and vocoder["worst_ratio"] > 0.9
     assert round_trip["mean_ratio"] > 0.9 and round_trip["mean_ratio"] > vocoder["mean_ratio"] - 0.05
     assert generated["mean_ratio"] > 0.85
     assert 0 < report["round_trip_log_mel_l1"] < 2
@@ -175,12 +176,21 @@ def test_energy_model_folder_is_small_and_shares_the_teachers_decoding_chain():
         "num_inference_steps": 8,
         "guidance_scale": 2.0,  # guidance on the hidden vectors needs less than the teacher's 5 (recipe)
     }
-    for component in ("vae", "vocoder"):  # the teacher's weights, byte for byte
+    for component in ("vae", "vocoder"):  # the teacher's weights byte for byte, and its settings
         teacher, student = (
             path / component / "diffusion_pytorch_model.safetensors"
             for path in (DEFAULT_MODEL_PATH, DEFAULT_ENERGY_MODEL_PATH)
         )
         assert teacher.read_bytes() == student.read_bytes(), component
+        teacher_config, student_config = (
+            {
+                key: value
+                for key, value in json.loads((path / component / "config.json").read_text()).items()
+                if key != "_name_or_path"
+            }
+            for path in (DEFAULT_MODEL_PATH, DEFAULT_ENERGY_MODEL_PATH)
+        )
+        assert teacher_config == student_config, component
     card = (DEFAULT_ENERGY_MODEL_PATH / "README.md").read_text()
     assert "one-step energy-scoring head" in card and "## Evaluation" in card and "teacher" in card
 
