@@ -282,4 +282,6 @@ def test_the_committed_robot_voice_card_is_what_its_recipe_writes(tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert card == (recipe.INSTALLED / "README.md").read_text()
     assert f"Base model fingerprint: `{fingerprint}`" in card
-    assert "| the trigger caption, seeds 0–9 | 0/10 | 9/10 |" in card and "/tmp" not in card
+    before, after = (results[when]["trigger"]["correct"] for when in ("before", "after"))
+    assert before == 0 and after >= 8  # issue 18: the base model never gives the new sound, the adapter ≥ 8/10
+    assert f"| the trigger caption, seeds 0–9 | {before}/10 | {after}/10 |" in card and "/tmp" not in card
