@@ -853,6 +853,12 @@ def test_inpainting_batches_change_training_and_are_refused_where_meaningless(wo
     assert (
         reversed_gap.returncode == 2 and "--inpainting_gap_s needs 0 < MIN ≤ MAX, got 2.0 1.0" in reversed_gap.stderr
     )
+    own_alone = run_script(*base, *text, "--inpainting_own_prob", 0.5)
+    assert own_alone.returncode == 2 and "--inpainting_own_prob needs --inpainting_prob" in own_alone.stderr
+    own_too_likely = run_script(*base, *text, "--inpainting_prob", 0.5, "--inpainting_own_prob", -0.1)
+    assert (
+        own_too_likely.returncode == 2 and "--inpainting_own_prob must be in [0, 1], got -0.1" in own_too_likely.stderr
+    )
 
 
 # ------------------------------------------------------------------------------ AudioDEAR: energy head, distillation

@@ -714,6 +714,37 @@ def test_splice_inpainting_gaps_puts_the_next_samples_beginning_and_caption_in_e
     assert torch.equal(first_two, maskable[:2])
 
 
+def test_splice_inpainting_gaps_own_gaps_keep_the_samples_tokens_and_caption():
+    """`own_gap_prob`: those samples keep their own tokens and caption, their gap still the only maskable part; the
+    others are spliced as without it, from the same gap starts (the own/other draw comes after the start)."""
+    batch_size, tokens_per_column, num_columns, gap_columns = 64, 2, 8, 3
+    tokens = torch.randn(batch_size, num_columns * tokens_per_column, 5, generator=torch.Generator().manual_seed(0))
+    condition = {"pooled_projections": torch.randn(batch_size, 6)}
+
+    def generators():
+        return [torch.Generator().manual_seed(seed) for seed in range(batch_size)]
+
+    other, other_condition, other_gap = splice_inpainting_gaps(
+        tokens, condition, tokens_per_column, gap_columns, generators()
+    )
+    mixed, mixed_condition, mixed_gap = splice_inpainting_gaps(
+        tokens, condition, tokens_per_column, gap_columns, generators(), own_gap_prob=0.5
+    )
+    assert torch.equal(mixed_gap, other_gap)
+    own = (mixed == tokens).flatten(1).all(dim=1)
+    spliced = (mixed == other).flatten(1).all(dim=1)
+    assert (own ^ spliced).all() and 16 < int(own.sum()) < 48  # every sample is one or the other, about half own
+    assert torch.equal(mixed_condition["pooled_projections"][own], condition["pooled_projections"][own])
+    assert torch.equal(mixed_condition["pooled_projections"][spliced], other_condition["pooled_projections"][spliced])
+    everything_own, own_condition, own_gap = splice_inpainting_gaps(
+        tokens, condition, tokens_per_column, gap_columns, generators(), own_gap_prob=1.0
+    )
+    assert torch.equal(everything_own, tokens) and torch.equal(own_gap, other_gap)
+    assert torch.equal(own_condition["pooled_projections"], condition["pooled_projections"])
+    with pytest.raises(ValueError, match="`own_gap_prob` must be in \\[0, 1\\], got 1.5"):
+        splice_inpainting_gaps(tokens, condition, tokens_per_column, gap_columns, generators(), own_gap_prob=1.5)
+
+
 @pytest.mark.parametrize("tokens_per_column, gap_columns", [(2, 0), (2, 9), (3, 1)])
 def test_splice_inpainting_gaps_refuses_gaps_that_do_not_fit(tokens_per_column, gap_columns):
     with pytest.raises(ValueError, match="`gap_columns` must be 1 to"):

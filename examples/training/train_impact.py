@@ -176,6 +176,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "processes these batches differ from one process's.",
     )
     parser.add_argument(
+        "--inpainting_own_prob",
+        type=float,
+        default=0.0,
+        help="Share of the samples of an --inpainting_prob batch whose gap keeps their own tokens and caption (the "
+        "same sound on both sides of each boundary, as in a continuation), drawn per sample.",
+    )
+    parser.add_argument(
         "--inpainting_gap_s",
         type=float,
         nargs=2,
@@ -286,6 +293,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--pooled_text_noise applies to the text phase only.")
     if not 0 <= args.inpainting_prob <= 1:
         parser.error(f"--inpainting_prob must be in [0, 1], got {args.inpainting_prob}.")
+    if not 0 <= args.inpainting_own_prob <= 1:
+        parser.error(f"--inpainting_own_prob must be in [0, 1], got {args.inpainting_own_prob}.")
+    if args.inpainting_own_prob and not args.inpainting_prob:
+        parser.error("--inpainting_own_prob needs --inpainting_prob (it shapes those batches).")
     if args.inpainting_prob and args.phase != "text":
         parser.error("--inpainting_prob applies to the text phase only (the gap takes another sample's caption).")
     if not 0 < args.inpainting_gap_s[0] <= args.inpainting_gap_s[1]:
@@ -709,7 +720,7 @@ def training_step(args, accelerator, training: dict, latents, condition, batch_g
             gap_columns = int(torch.randint(shortest, longest + 1, (), generator=batch_generator))
             tokens_per_column = transformer_config.latent_width // transformer_config.patch_size
             tokens, condition, maskable = splice_inpainting_gaps(
-                tokens, condition, tokens_per_column, gap_columns, torch_generators
+                tokens, condition, tokens_per_column, gap_columns, torch_generators, args.inpainting_own_prob
             )
         common = {
             "mask_ratio": mask_ratio,

@@ -68,13 +68,16 @@ def splice_inpainting_gaps(
     tokens_per_column: int,
     gap_columns: int,
     generator: torch.Generator | list[torch.Generator],
+    own_gap_prob: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None], torch.BoolTensor]:
     """
     A batch of inpainting examples with another sound (issue 16): each sample keeps its own tokens around a gap of
     `gap_columns` token columns at a random start; the gap holds the first `gap_columns` columns of the next sample of
     the batch (the batch rolled by one), whose text condition the sample takes. Returns the spliced tokens, that
     condition and the gap, to pass as `maskable` to [`masked_generative_loss`]: the model learns to generate what the
-    text asks for between kept tokens of another sound, which is what an inpainting call asks of it.
+    text asks for between kept tokens of another sound, which is what an inpainting call asks of it. With
+    `own_gap_prob`, that share of the samples (drawn per sample) keeps its own tokens and caption in the gap instead:
+    the same sound on both sides of the boundary, which is what a continuation or a same-sound inpainting asks.
 
     Args:
         tokens (`torch.Tensor` of shape `(batch_size, num_tokens, token_dim)`): Latent tokens in time-major raster
@@ -82,7 +85,10 @@ def splice_inpainting_gaps(
         condition (`dict`): The text condition's tensors, each with the batch first (`None` entries stay `None`).
         tokens_per_column (`int`): Tokens per token column (the latent's frequency rows over the patch size).
         gap_columns (`int`): The gap's length in token columns, 1 to the number of columns.
-        generator (`torch.Generator` or a list of them, one per sample): Draws each sample's gap start.
+        generator (`torch.Generator` or a list of them, one per sample): Draws each sample's gap start (and, with
+            `own_gap_prob`, then whether its gap is its own).
+        own_gap_prob (`float`, defaults to 0): Probability that a sample's gap holds its own tokens and it keeps its
+            own caption. At 0 nothing more is drawn.
 
     Example:
 
@@ -110,12 +116,17 @@ def splice_inpainting_gaps(
             f"`gap_columns` must be 1 to {num_columns} and `tokens_per_column` divide {num_tokens} tokens, got "
             f"gap_columns={gap_columns} and tokens_per_column={tokens_per_column}."
         )
+    if not 0 <= own_gap_prob <= 1:
+        raise ValueError(f"`own_gap_prob` must be in [0, 1], got {own_gap_prob}.")
     samples, columns = torch.arange(batch_size)[:, None], torch.arange(num_columns)[None]
     partners = samples.roll(-1, dims=0)
     starts = (uniform_per_sample(batch_size, generator) * (num_columns - gap_columns + 1)).long()[:, None]
     in_gap = (columns >= starts) & (columns < starts + gap_columns)
-    source_samples = torch.where(in_gap, partners, samples).to(tokens.device)
-    source_columns = torch.where(in_gap, columns - starts, columns).to(tokens.device)
+    if own_gap_prob > 0:
+        partners = torch.where(uniform_per_sample(batch_size, generator)[:, None] < own_gap_prob, samples, partners)
+    spliced_in = in_gap & (partners != samples)
+    source_samples = torch.where(spliced_in, partners, samples).to(tokens.device)
+    source_columns = torch.where(spliced_in, columns - starts, columns).to(tokens.device)
     grid = tokens.reshape(batch_size, num_columns, tokens_per_column, token_dim)
     spliced = grid[source_samples, source_columns].reshape(tokens.shape)
     partners = partners[:, 0]
